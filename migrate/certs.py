@@ -1,0 +1,490 @@
+"""PEM material, parsed: bytes in, certificates and key facts out.
+
+Nothing here touches the file system, prints or logs: callers read the bytes
+and decide what a finding means.  The parser is strict on purpose: the
+appliance writes bare PEM (RFC 7468 blocks and nothing else), so any other
+byte in a managed file is reported rather than skipped.
+
+Private keys are loaded only to learn their public half: :class:`KeyInfo`
+holds no private material, and no error message quotes a key's bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import re
+from collections.abc import Sequence
+from datetime import datetime
+
+import attrs
+from cryptography import exceptions as crypto_exceptions
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
+from cryptography.x509.oid import NameOID
+
+from . import policy
+from .errors import CertError
+
+# --- Tables -------------------------------------------------------------------
+
+CERTIFICATE = "CERTIFICATE"
+ENCRYPTED_PRIVATE_KEY = "ENCRYPTED PRIVATE KEY"
+OPENSSH_PRIVATE_KEY = "OPENSSH PRIVATE KEY"
+
+# Private-key labels and the format each one names.
+KEY_FORMATS = {
+    "PRIVATE KEY": "pkcs8",
+    "RSA PRIVATE KEY": "pkcs1",
+    "EC PRIVATE KEY": "sec1",
+    "DSA PRIVATE KEY": "openssl-dsa",
+    OPENSSH_PRIVATE_KEY: "openssh",
+    ENCRYPTED_PRIVATE_KEY: "pkcs8-encrypted",
+}
+
+# anyExtendedKeyUsage (RFC 5280 4.2.1.12): allows every purpose.  Not in
+# policy.py because it is X.509 vocabulary, not a fact about Expressway.
+ANY_EKU = "2.5.29.37.0"
+_EKU_NAMES = {**policy.EKU_NAMES, ANY_EKU: "anyExtendedKeyUsage"}
+
+SUPPORTED_KEY_ALGORITHMS = frozenset({"rsa", "ec"})
+MIN_RSA_BITS = 2048
+SUPPORTED_EC_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
+
+_DER_HINT = (
+    "convert it to PEM: `openssl x509 -inform der -in FILE -out FILE.pem` for a certificate, "
+    "`openssl pkey -inform der -in FILE -out FILE.pem` for a key"
+)
+_STRICT_HINT = (
+    "the appliance writes bare PEM: remove every line outside the -----BEGIN/-----END blocks "
+    "(RFC 7468 explanatory text, such as openssl's 'Bag Attributes' or 'subject=' lines, is refused here)"
+)
+_MALFORMED_HINT = "re-export the file with openssl (`openssl x509` or `openssl pkey`) to get well-formed PEM"
+_ENCRYPTED_HINT = "the appliance needs an unencrypted key: decrypt it with `openssl pkey -in FILE -out FILE.dec`"
+
+# --- PEM blocks -----------------------------------------------------------------
+
+_WHITESPACE = b" \t\r\n\v\f"
+# RFC 7468 label: printable ASCII but '-', words joined by one space or hyphen.
+_LABEL = rb"[\x21-\x2c\x2e-\x7e]+(?:[ -][\x21-\x2c\x2e-\x7e]+)*"
+_BEGIN = re.compile(rb"-----BEGIN (" + _LABEL + rb")-----[ \t]*(?:\r\n|\n|\r|\Z)")
+_END = re.compile(rb"-----END (" + _LABEL + rb")-----[ \t]*(?:\r\n|\n|\r|\Z)")
+_HEADER = re.compile(rb"([!-9;-~]+):[ \t]*(.*?)[ \t]*")
+_BASE64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
+
+
+@attrs.frozen
+class PemBlock:
+    """One ``-----BEGIN label-----`` ... ``-----END label-----`` block, decoded."""
+
+    label: str
+    der: bytes = attrs.field(repr=lambda der: f"<{len(der)} bytes>")
+    # RFC 1421 headers (legacy OpenSSL encryption: Proc-Type, DEK-Info), in order.
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the block is an encrypted key, PKCS#8 or legacy OpenSSL."""
+        if self.label == ENCRYPTED_PRIVATE_KEY:
+            return True
+        return any(name.lower() == "proc-type" and "ENCRYPTED" in value.upper() for name, value in self.headers)
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    """The 1-based line number of ``offset`` in ``data``."""
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _malformed(message: str) -> CertError:
+    return CertError(message, hint=_MALFORMED_HINT, id="pem-malformed")
+
+
+def _skip_whitespace(data: bytes, pos: int) -> int:
+    """The first offset at or after ``pos`` that is not whitespace."""
+    while pos < len(data) and data[pos] in _WHITESPACE:
+        pos += 1
+    return pos
+
+
+def _no_armour(data: bytes) -> CertError:
+    """The error for data with no PEM armour at all: DER or garbage."""
+    if data[:1] == b"\x30":
+        return CertError(
+            "the file is binary DER, not PEM (no -----BEGIN line; it starts with an ASN.1 SEQUENCE)",
+            hint=_DER_HINT,
+            id="not-pem-der",
+        )
+    return CertError(
+        "the file holds no PEM block (no -----BEGIN line)",
+        hint="expected a PEM certificate or key; check that the right file was installed",
+        id="not-pem",
+    )
+
+
+def _split_headers(lines: list[bytes], label: str, line: int) -> tuple[tuple[tuple[str, str], ...], list[bytes]]:
+    """RFC 1421 headers at the top of a block body, and the base64 lines after them."""
+    first = next((i for i, text in enumerate(lines) if text.strip(_WHITESPACE)), None)
+    if first is None or b":" not in lines[first]:
+        return (), lines
+    headers: list[tuple[str, str]] = []
+    for i in range(first, len(lines)):
+        text = lines[i]
+        if not text.strip(_WHITESPACE):
+            return tuple(headers), lines[i + 1 :]
+        if text[:1] in (b" ", b"\t") and headers:
+            name, value = headers[-1]
+            headers[-1] = (name, f"{value} {text.strip(_WHITESPACE).decode('ascii', 'replace')}")
+            continue
+        match = _HEADER.fullmatch(text)
+        if match is None:
+            break
+        headers.append((match[1].decode("ascii"), match[2].decode("ascii", "replace")))
+    raise _malformed(f"the {label} block at line {line} has headers not followed by a blank line")
+
+
+def _decode_body(body: bytes, label: str, line: int) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+    """The DER bytes and headers of one block body (the text between its armour lines)."""
+    headers, lines = _split_headers(body.splitlines(), label, line)
+    text = b"".join(lines).translate(None, _WHITESPACE)
+    if not text:
+        raise _malformed(f"the {label} block at line {line} is empty")
+    if _BASE64.fullmatch(text) is None:
+        raise _malformed(f"the {label} block at line {line} holds characters that are not base64")
+    try:
+        der = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise _malformed(f"the {label} block at line {line} is not valid base64 (bad length or padding)") from None
+    return der, headers
+
+
+def _read_block(data: bytes, pos: int) -> tuple[PemBlock, int]:
+    """The block whose BEGIN line starts at ``pos``, and the offset just after its END line."""
+    line = _line_of(data, pos)
+    begin = _BEGIN.match(data, pos)
+    if begin is None:
+        raise _malformed(f"the -----BEGIN line at line {line} is not a valid PEM armour line")
+    label = begin[1].decode("ascii")
+    end_at = data.find(b"-----END ", begin.end())
+    next_begin = data.find(b"-----BEGIN ", begin.end())
+    if end_at < 0 or 0 <= next_begin < end_at:
+        raise _malformed(f"the {label} block at line {line} has no -----END line")
+    end = _END.match(data, end_at)
+    if end is None:
+        raise _malformed(f"the -----END line at line {_line_of(data, end_at)} is not a valid PEM armour line")
+    if end[1] != begin[1]:
+        raise _malformed(f"the {label} block at line {line} ends with -----END {end[1].decode('ascii')}-----")
+    der, headers = _decode_body(data[begin.end() : end_at], label, line)
+    return PemBlock(label=label, der=der, headers=headers), end.end()
+
+
+def pem_blocks(data: bytes) -> tuple[PemBlock, ...]:
+    """Every PEM block of ``data``, in order; anything else in the file is an error.
+
+    Works on bytes throughout: the file need not be UTF-8.  Accepts LF, CRLF
+    and CR line endings, and RFC 1421 headers inside a block.
+    """
+    if not data.strip(_WHITESPACE):
+        raise CertError("the file is empty", hint="install the PEM file again", id="file-empty")
+    if b"-----BEGIN " not in data:
+        raise _no_armour(data)
+    blocks: list[PemBlock] = []
+    pos = _skip_whitespace(data, 0)
+    while pos < len(data):
+        if not data.startswith(b"-----BEGIN ", pos):
+            where = "before the first block" if not blocks else "after a block"
+            raise CertError(
+                f"the file has text outside its PEM blocks at line {_line_of(data, pos)} ({where})",
+                hint=_STRICT_HINT,
+                id="pem-trailing-data",
+            )
+        block, pos = _read_block(data, pos)
+        blocks.append(block)
+        pos = _skip_whitespace(data, pos)
+    return tuple(blocks)
+
+
+def _armour(label: str, der: bytes) -> bytes:
+    """``der`` as a bare PEM block (64-column base64, no headers)."""
+    text = base64.b64encode(der)
+    body = b"".join(text[i : i + 64] + b"\n" for i in range(0, len(text), 64))
+    head = label.encode("ascii")
+    return b"-----BEGIN " + head + b"-----\n" + body + b"-----END " + head + b"-----\n"
+
+
+# --- Certificates -----------------------------------------------------------------
+
+
+@attrs.frozen
+class CertInfo:
+    """What the migration needs to know about one X.509 certificate."""
+
+    subject: str  # RFC 4514
+    issuer: str  # RFC 4514
+    serial: int
+    not_before: datetime  # aware, UTC
+    not_after: datetime  # aware, UTC
+    # Dotted OIDs; None: the certificate has no EKU extension (unrestricted, RFC 5280).
+    eku: frozenset[str] | None
+    is_ca: bool
+    self_signed: bool  # subject and issuer are the same name
+    public_key_der: bytes = attrs.field(repr=False)  # SubjectPublicKeyInfo
+    sha256: str  # hex fingerprint of der
+    der: bytes = attrs.field(repr=False)
+
+    def allows(self, oid: str) -> bool:
+        """Whether the certificate may be used for the EKU ``oid``."""
+        return self.eku is None or oid in self.eku or ANY_EKU in self.eku
+
+    def eku_names(self) -> tuple[str, ...]:
+        """The EKU as names (serverAuth, clientAuth, ...), unknown OIDs dotted; () when absent."""
+        if self.eku is None:
+            return ()
+        known = tuple(name for oid, name in _EKU_NAMES.items() if oid in self.eku)
+        unknown = tuple(sorted(oid for oid in self.eku if oid not in _EKU_NAMES))
+        return known + unknown
+
+
+@functools.lru_cache(maxsize=64)
+def _x509(der: bytes) -> x509.Certificate:
+    """The cryptography certificate object of ``der`` (cached: chain checks reload)."""
+    return x509.load_der_x509_certificate(der)
+
+
+def _eku(cert: x509.Certificate) -> frozenset[str] | None:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except x509.ExtensionNotFound:
+        return None
+    return frozenset(oid.dotted_string for oid in ext.value)
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    return ext.value.ca
+
+
+def _spki(public_key) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _cert_info(der: bytes) -> CertInfo:
+    """The :class:`CertInfo` of one DER certificate; cryptography's errors pass through."""
+    cert = _x509(der)
+    return CertInfo(
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        serial=cert.serial_number,
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        eku=_eku(cert),
+        is_ca=_is_ca(cert),
+        self_signed=cert.subject == cert.issuer,
+        public_key_der=_spki(cert.public_key()),
+        sha256=hashlib.sha256(der).hexdigest(),
+        der=der,
+    )
+
+
+def _parse_certificate(block: PemBlock, number: int) -> CertInfo:
+    """The :class:`CertInfo` of the ``number``-th certificate block, or ``cert-unparsable``."""
+    try:
+        return _cert_info(block.der)
+    except (ValueError, crypto_exceptions.UnsupportedAlgorithm) as exc:
+        raise CertError(
+            f"certificate {number} cannot be parsed: {exc}",
+            hint="the block is not a valid X.509 certificate; export it again from its CA",
+            id="cert-unparsable",
+        ) from exc
+
+
+def _unexpected(block: PemBlock, wanted: str) -> CertError:
+    return CertError(
+        f"the file holds a {block.label} block where only {wanted} belong",
+        hint="keep each kind of PEM material in its own file, as the appliance does",
+        id="unexpected-pem-block",
+    )
+
+
+def _certificates(blocks: Sequence[PemBlock], wanted: str) -> tuple[CertInfo, ...]:
+    """Every block parsed as a certificate; any other label is unexpected."""
+    for block in blocks:
+        if block.label != CERTIFICATE:
+            raise _unexpected(block, wanted)
+    if not blocks:
+        raise CertError("the file holds no certificate", hint="install the certificate again", id="no-certificate")
+    return tuple(_parse_certificate(block, number) for number, block in enumerate(blocks, 1))
+
+
+def load_certificates(data: bytes) -> tuple[CertInfo, ...]:
+    """The certificates of a certificate file (``server.pem``), in file order: leaf first."""
+    return _certificates(pem_blocks(data), "certificates")
+
+
+def load_ca_bundle(data: bytes) -> tuple[CertInfo, ...]:
+    """The certificates of a trusted CA list (``ca.pem``), in file order; no order is required."""
+    return _certificates(pem_blocks(data), "CA certificates")
+
+
+def chain_problem(certs: Sequence[CertInfo]) -> str | None:
+    """Why the certificates do not form a chain from the leaf up, or None if they do.
+
+    The first certificate is the leaf; each following one must have issued the
+    one before it: its subject is the issuer's name and its key verifies the
+    signature.
+    """
+    for number in range(1, len(certs)):
+        child, parent = certs[number - 1], certs[number]
+        did_not = (
+            f"certificate {number + 1} ({parent.subject}) did not issue certificate {number} ({child.subject})"
+        )
+        child_x509, parent_x509 = _x509(child.der), _x509(parent.der)
+        if child_x509.issuer != parent_x509.subject:
+            return f"{did_not}: certificate {number} names {child.issuer} as its issuer"
+        try:
+            child_x509.verify_directly_issued_by(parent_x509)
+        except (ValueError, TypeError, crypto_exceptions.InvalidSignature):
+            return f"{did_not}: the names match but the signature does not verify with its key"
+    return None
+
+
+def _short(name: x509.Name) -> str:
+    """``CN=...`` of a name when it has a common name, else the whole RFC 4514 name."""
+    common = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return f"CN={common[0].value}" if common else name.rfc4514_string()
+
+
+def describe(cert: CertInfo) -> str:
+    """A short human form: subject, issuer, expiry date and EKU."""
+    if cert.eku is None:
+        eku = "none (unrestricted)"
+    else:
+        eku = "+".join(cert.eku_names()) or "empty"
+    parsed = _x509(cert.der)
+    return f"{_short(parsed.subject)}, issued by {_short(parsed.issuer)}, expires {cert.not_after:%Y-%m-%d}, EKU {eku}"
+
+
+# --- Private keys -----------------------------------------------------------------
+
+
+@attrs.frozen
+class KeyInfo:
+    """The public facts of a private key: never any private material."""
+
+    algorithm: str  # "rsa", "ec", "ed25519", "ed448", "dsa", ...
+    bits: int
+    curve: str | None  # ec only, cryptography's name ("secp256r1")
+    public_key_der: bytes = attrs.field(repr=False)  # SubjectPublicKeyInfo of the public half
+    format: str  # "pkcs8", "pkcs1", "sec1", "openssl-dsa", "openssh"
+
+
+def key_supported(info: KeyInfo) -> bool:
+    """Whether Expressway uses a key like ``info``: RSA of 2048 bits or more, or EC on P-256/384/521."""
+    if info.algorithm not in SUPPORTED_KEY_ALGORITHMS:
+        return False
+    if info.algorithm == "rsa":
+        return info.bits >= MIN_RSA_BITS
+    return info.curve in SUPPORTED_EC_CURVES
+
+
+def _key_shape(public_key) -> tuple[str, int, str | None]:
+    """Algorithm, size and curve of a public key."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return "rsa", public_key.key_size, None
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return "ec", public_key.curve.key_size, public_key.curve.name
+    if isinstance(public_key, dsa.DSAPublicKey):
+        return "dsa", public_key.key_size, None
+    fixed = {
+        ed25519.Ed25519PublicKey: ("ed25519", 256),
+        ed448.Ed448PublicKey: ("ed448", 456),
+        x25519.X25519PublicKey: ("x25519", 256),
+        x448.X448PublicKey: ("x448", 448),
+    }
+    for kind, (name, bits) in fixed.items():
+        if isinstance(public_key, kind):
+            return name, bits, None
+    raise TypeError(type(public_key).__name__)
+
+
+def _openssh_encrypted(der: bytes) -> bool:
+    """Whether an openssh-key-v1 body names a cipher other than ``none``."""
+    magic = b"openssh-key-v1\x00"
+    if not der.startswith(magic) or len(der) < len(magic) + 4:
+        return False
+    size = int.from_bytes(der[len(magic) : len(magic) + 4], "big")
+    return der[len(magic) + 4 : len(magic) + 4 + size] != b"none"
+
+
+def _load_private(block: PemBlock):
+    """The cryptography private key of an unencrypted key block (RSA checks skipped: only the public half is used)."""
+    pem = _armour(block.label, block.der)
+    if block.label == OPENSSH_PRIVATE_KEY:
+        return serialization.load_ssh_private_key(pem, password=None, unsafe_skip_rsa_key_validation=True)
+    return serialization.load_pem_private_key(pem, password=None, unsafe_skip_rsa_key_validation=True)
+
+
+def _key_info(block: PemBlock) -> KeyInfo:
+    """The :class:`KeyInfo` of one private-key block, or ``key-encrypted`` / ``key-unparsable``."""
+    if block.encrypted or (block.label == OPENSSH_PRIVATE_KEY and _openssh_encrypted(block.der)):
+        raise CertError(f"the private key ({block.label}) is encrypted", hint=_ENCRYPTED_HINT, id="key-encrypted")
+    try:
+        public_key = _load_private(block).public_key()
+        algorithm, bits, curve = _key_shape(public_key)
+    except (ValueError, TypeError, crypto_exceptions.UnsupportedAlgorithm):
+        # The library's message is dropped: nothing derived from key bytes leaves here.
+        raise CertError(
+            f"the private key ({block.label}) cannot be parsed",
+            hint="export the key again: `openssl pkey -in FILE -out FILE.pem` writes a plain PKCS#8 key",
+            id="key-unparsable",
+        ) from None
+    return KeyInfo(
+        algorithm=algorithm,
+        bits=bits,
+        curve=curve,
+        public_key_der=_spki(public_key),
+        format=KEY_FORMATS[block.label],
+    )
+
+
+def _one_key(keys: Sequence[PemBlock]) -> PemBlock:
+    """The single key block, or ``no-private-key`` / ``several-keys``."""
+    if not keys:
+        raise CertError("the file holds no private key", hint="install the private key again", id="no-private-key")
+    if len(keys) > 1:
+        raise CertError(
+            f"the file holds {len(keys)} private keys where one belongs",
+            hint="keep only the key that matches the certificate",
+            id="several-keys",
+        )
+    return keys[0]
+
+
+def load_private_key(data: bytes) -> KeyInfo:
+    """The public facts of a key file (``privkey.pem``): exactly one private key and nothing else."""
+    blocks = pem_blocks(data)
+    for block in blocks:
+        if block.label not in KEY_FORMATS:
+            raise _unexpected(block, "a private key")
+    return _key_info(_one_key(blocks))
+
+
+def load_bundle(data: bytes) -> tuple[KeyInfo, tuple[CertInfo, ...]]:
+    """The key and certificates of an identity bundle (``server-ssh.pem``), blocks in any order."""
+    blocks = pem_blocks(data)
+    for block in blocks:
+        if block.label != CERTIFICATE and block.label not in KEY_FORMATS:
+            raise _unexpected(block, "a private key and certificates")
+    key = _key_info(_one_key([block for block in blocks if block.label in KEY_FORMATS]))
+    chain = _certificates([block for block in blocks if block.label == CERTIFICATE], "certificates")
+    return key, chain
+
+
+def key_matches(key: KeyInfo, cert: CertInfo) -> bool:
+    """Whether ``key`` is the private half of ``cert``'s public key."""
+    return key.public_key_der == cert.public_key_der

@@ -1,0 +1,716 @@
+"""Findings about a scanned node: the precheck, the X15.5 verification, the node's state.
+
+Pure functions of a :class:`~migrate.scan.Snapshot`: no I/O.  Each finding
+has a stable kebab-case id; the ids are part of the JSON contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+import attrs
+
+from . import policy, xconfig
+from .errors import CertError
+from .scan import FileState, Snapshot
+
+BLOCKER, WARNING, INFO = "blocker", "warning", "info"
+SEVERITIES = (BLOCKER, WARNING, INFO)
+
+
+@attrs.frozen
+class Finding:
+    """One thing a check found: id, severity, the path it is about, message and hint."""
+
+    id: str
+    severity: str
+    path: str | None
+    message: str
+    hint: str = ""
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "severity": self.severity, "path": self.path, "message": self.message, "hint": self.hint}
+
+
+def blockers(findings: Iterable[Finding]) -> tuple[Finding, ...]:
+    return tuple(f for f in findings if f.severity == BLOCKER)
+
+
+# --- Parsing, once ------------------------------------------------------------
+
+
+@attrs.frozen
+class Material:
+    """What one managed file holds, parsed: certificates and/or a key, or the error."""
+
+    certs: tuple = ()
+    key: object | None = None  # certs.KeyInfo
+    error: CertError | None = None
+
+    @property
+    def leaf(self):
+        return self.certs[0] if self.certs else None
+
+
+@attrs.frozen
+class Analysis:
+    """A snapshot with its PEM files parsed and its configuration read."""
+
+    snapshot: Snapshot
+    material: dict  # file name -> Material, for readable files
+    settings: tuple  # xconfig.Setting
+    config_error: str | None = None
+
+    def setting(self, name: str) -> tuple:
+        return xconfig.find(self.settings, name)
+
+
+def analyse(snapshot: Snapshot) -> Analysis:
+    """Parse every readable managed file and the configuration of ``snapshot``."""
+    from . import certs
+
+    material = {}
+    for rule in policy.FILES:
+        state = snapshot.files[rule.name]
+        if state.data is None:
+            continue
+        try:
+            if rule.kind == "ca":
+                material[rule.name] = Material(certs=certs.load_ca_bundle(state.data))
+            elif rule.kind == "cert":
+                material[rule.name] = Material(certs=certs.load_certificates(state.data))
+            elif rule.kind == "key":
+                material[rule.name] = Material(key=certs.load_private_key(state.data))
+            else:
+                key, chain = certs.load_bundle(state.data)
+                material[rule.name] = Material(certs=chain, key=key)
+        except CertError as exc:
+            material[rule.name] = Material(error=exc)
+    settings = xconfig.parse(snapshot.config.data) if snapshot.config.data is not None else ()
+    return Analysis(snapshot=snapshot, material=material, settings=settings)
+
+
+# --- Precheck -----------------------------------------------------------------
+
+
+def precheck(analysis: Analysis, *, warn_days: int = policy.EXPIRY_WARNING_DAYS) -> tuple[Finding, ...]:
+    """Every finding about a node that is about to be migrated."""
+    snap = analysis.snapshot
+    found: list[Finding] = []
+    found += _dir_findings(snap)
+    for rule in policy.FILES:
+        found += _file_findings(analysis, rule, warn_days)
+    found += _identity_findings(analysis)
+    found += _client_store_findings(analysis)
+    found += _config_findings(analysis)
+    found += _state_findings(snap)
+    if snap.euid != 0:
+        found.append(
+            Finding(
+                "not-root",
+                WARNING,
+                None,
+                "not running as root: apply and rollback need root to set the owners of the client files",
+                "run apply and rollback as root (precheck and plan work unprivileged)",
+            )
+        )
+    return tuple(found)
+
+
+_NOT_REGULAR = {
+    "symlink": "a symbolic link",
+    "dir": "a directory",
+    "fifo": "a FIFO",
+    "socket": "a socket",
+    "device": "a device node",
+    "other": "not a regular file",
+}
+
+
+def _dir_findings(snap: Snapshot) -> list[Finding]:
+    out = []
+    for state in snap.dirs + (snap.state_dir,):
+        if state.kind == "dir" or (state.kind == "missing" and state is snap.state_dir):
+            continue
+        if state.kind == "missing":
+            out.append(
+                Finding(
+                    "directory-missing",
+                    BLOCKER,
+                    state.path,
+                    f"directory {state.path} does not exist",
+                    "pass the node root (e.g. /tandberg), or --cert-dir / --config",
+                )
+            )
+        else:
+            what = _NOT_REGULAR.get(state.kind, state.kind)
+            out.append(
+                Finding(
+                    "directory-not-safe",
+                    BLOCKER,
+                    state.path,
+                    f"{state.path} is {what}, not a plain directory: the migration never follows links",
+                    "replace the link with the real directory, or pass the real path with --cert-dir / --config",
+                )
+            )
+    return out
+
+
+def _file_findings(analysis: Analysis, rule: policy.FileRule, warn_days: int) -> list[Finding]:
+    snap = analysis.snapshot
+    state = snap.files[rule.name]
+    path = state.path
+    if state.kind == "missing":
+        if rule.required:
+            return [
+                Finding(
+                    "file-missing",
+                    BLOCKER,
+                    path,
+                    f"{rule.name} is missing: the X15.4 store needs it",
+                    "restore it from a backup or a diagnostic bundle before migrating",
+                )
+            ]
+        if rule.name == "server-ssh.pem":
+            return [
+                Finding(
+                    "ssh-bundle-absent",
+                    INFO,
+                    path,
+                    "no SSH tunnel identity (server-ssh.pem): no client-ssh.pem will be created",
+                    "",
+                )
+            ]
+        return []
+    if state.kind in _NOT_REGULAR:
+        return [
+            Finding(
+                "file-not-regular",
+                BLOCKER,
+                path,
+                f"{rule.name} is {_NOT_REGULAR[state.kind]}, not a regular file: the migration never follows or opens it",
+                "replace it with the regular file it should be",
+            )
+        ]
+    if state.kind == "unreadable":
+        return [Finding("file-unreadable", BLOCKER, path, f"{rule.name} cannot be read: {state.error}", "run as root")]
+    if state.kind == "too-large":
+        return [
+            Finding(
+                "file-too-large",
+                BLOCKER,
+                path,
+                f"{rule.name} is {state.size} bytes, more than the {policy.MAX_PEM_BYTES} a PEM file can need",
+                "replace it with the real PEM file",
+            )
+        ]
+    out = _mode_findings(rule, state)
+    material = analysis.material.get(rule.name)
+    if material is None:
+        return out
+    if material.error is not None:
+        err = material.error
+        out.append(Finding(err.id, BLOCKER, path, f"{rule.name}: {err.message}", err.hint))
+        return out
+    if material.key is not None:
+        from .certs import key_supported
+
+        if not key_supported(material.key):
+            out.append(
+                Finding(
+                    "key-unsupported",
+                    BLOCKER,
+                    path,
+                    f"{rule.name} holds a {material.key.algorithm} key of {material.key.bits} bits, which Expressway does not use",
+                    "use an RSA (2048 bits or more) or ECDSA (P-256/P-384/P-521) key",
+                )
+            )
+    if rule.kind in ("cert", "bundle") and material.certs:
+        out += _leaf_findings(analysis, rule, material, warn_days)
+    return out
+
+
+def _mode_findings(rule: policy.FileRule, state: FileState) -> list[Finding]:
+    out = []
+    extra = state.mode & ~rule.mode
+    if rule.secret and state.mode & 0o004:
+        out.append(
+            Finding(
+                "key-exposed",
+                BLOCKER,
+                state.path,
+                f"{rule.name} holds a private key and is readable by every user (mode {state.mode:04o})",
+                f"chmod {rule.mode:04o} {state.path}, then treat the key as compromised and renew it",
+            )
+        )
+    elif extra:
+        out.append(
+            Finding(
+                "mode-loose",
+                WARNING,
+                state.path,
+                f"{rule.name} has mode {state.mode:04o}, looser than the policy {rule.mode:04o}",
+                f"chmod {rule.mode:04o} {state.path}",
+            )
+        )
+    if rule.secret and state.nlink > 1:
+        out.append(
+            Finding(
+                "key-hardlinked",
+                BLOCKER,
+                state.path,
+                f"{rule.name} holds a private key and has {state.nlink} hard links: another name shares it",
+                "find the other links (find / -samefile FILE) and remove them",
+            )
+        )
+    if rule.owner == "root" and state.uid != 0:
+        out.append(
+            Finding(
+                "owner-unexpected",
+                WARNING,
+                state.path,
+                f"{rule.name} is owned by uid {state.uid}, not root",
+                f"chown root {state.path}",
+            )
+        )
+    return out
+
+
+def _leaf_findings(analysis: Analysis, rule, material: Material, warn_days: int) -> list[Finding]:
+    from .certs import chain_problem, describe
+
+    snap = analysis.snapshot
+    path = snap.files[rule.name].path
+    leaf = material.leaf
+    out = []
+    problem = chain_problem(material.certs)
+    if problem:
+        out.append(
+            Finding(
+                "several-certificates",
+                BLOCKER,
+                path,
+                f"{rule.name} holds certificates that are not one chain: {problem}",
+                "keep the leaf certificate first, followed only by its issuing chain",
+            )
+        )
+    if rule.store == "client" and snap.files[rule.name].data == snap.files[rule.counterpart].data:
+        return out  # the copy of a server file: reported once, at the server file
+    if leaf.not_after <= snap.now:
+        out.append(
+            Finding(
+                "cert-expired",
+                BLOCKER,
+                path,
+                f"{rule.name} expired on {leaf.not_after:%Y-%m-%d}: {describe(leaf)}",
+                "renew the certificate before migrating; the client store would inherit it",
+            )
+        )
+    elif leaf.not_after - snap.now <= timedelta(days=warn_days):
+        out.append(
+            Finding(
+                "cert-expiring",
+                WARNING,
+                path,
+                f"{rule.name} expires on {leaf.not_after:%Y-%m-%d}, within {warn_days} days",
+                "renew it soon; after the upgrade renew the server and the client certificate",
+            )
+        )
+    if leaf.not_before > snap.now:
+        out.append(
+            Finding(
+                "cert-not-yet-valid",
+                WARNING,
+                path,
+                f"{rule.name} is not valid before {leaf.not_before:%Y-%m-%d}",
+                "check the node's clock and the certificate",
+            )
+        )
+    if rule.name == "server.pem":
+        if leaf.eku is not None and not leaf.allows(policy.CLIENT_AUTH):
+            out.append(
+                Finding(
+                    "cert-no-client-eku",
+                    WARNING,
+                    path,
+                    f"server.pem has no clientAuth EKU ({describe(leaf)}): {policy.NO_CLIENT_AUTH_CONSEQUENCE}",
+                    policy.NO_CLIENT_AUTH_FIX,
+                )
+            )
+        if leaf.eku is not None and not leaf.allows(policy.SERVER_AUTH):
+            out.append(
+                Finding(
+                    "cert-no-server-eku",
+                    WARNING,
+                    path,
+                    "server.pem has no serverAuth EKU: peers refuse it when this node accepts TLS",
+                    "install a server certificate with the serverAuth EKU",
+                )
+            )
+    return out
+
+
+def _identity_findings(analysis: Analysis) -> list[Finding]:
+    """The server key matches server.pem, and server-ssh.pem holds that same identity."""
+    from .certs import key_matches
+
+    m = analysis.material
+    snap = analysis.snapshot
+    cert, key, ssh = m.get("server.pem"), m.get("privkey.pem"), m.get("server-ssh.pem")
+    out = []
+    usable = lambda x: x is not None and x.error is None  # noqa: E731
+    if usable(cert) and usable(key) and not key_matches(key.key, cert.leaf):
+        out.append(
+            Finding(
+                "key-mismatch",
+                BLOCKER,
+                snap.files["privkey.pem"].path,
+                "privkey.pem does not hold the private key of the certificate in server.pem",
+                "install the key that belongs to server.pem (or the certificate that belongs to the key)",
+            )
+        )
+    if usable(cert) and usable(ssh):
+        same_key = usable(key) and ssh.key.public_key_der == key.key.public_key_der
+        same_cert = ssh.leaf.der == cert.leaf.der
+        if not (same_key and same_cert):
+            what = "key" if not same_key else "certificate"
+            out.append(
+                Finding(
+                    "ssh-identity-mismatch",
+                    BLOCKER,
+                    snap.files["server-ssh.pem"].path,
+                    f"server-ssh.pem holds a different {what} from the server identity (server.pem + privkey.pem); "
+                    "the migration does not guess which identity the SSH tunnels should carry",
+                    "regenerate server-ssh.pem from privkey.pem and server.pem, or reinstall the server certificate",
+                )
+            )
+    return out
+
+
+def client_store_established(analysis: Analysis) -> bool:
+    """True when the node already runs X15.5: a complete client store and no retired setting."""
+    snap = analysis.snapshot
+    for rule in policy.CLIENT_FILES:
+        if snap.files[rule.counterpart].exists and snap.files[rule.name].kind != "file":
+            return False
+    return not analysis.setting(policy.RETIRED_SETTING)
+
+
+def _client_store_findings(analysis: Analysis) -> list[Finding]:
+    snap = analysis.snapshot
+    established = client_store_established(analysis)
+    out = []
+    for rule in policy.CLIENT_FILES:
+        state, source = snap.files[rule.name], snap.files[rule.counterpart]
+        if state.kind != "file" or source.data is None or state.data == source.data:
+            continue
+        if established:
+            out.append(
+                Finding(
+                    "client-store-own-identity",
+                    INFO,
+                    state.path,
+                    f"{rule.name} differs from {rule.counterpart}: the client store has its own identity",
+                    "",
+                )
+            )
+        else:
+            out.append(
+                Finding(
+                    "client-store-conflict",
+                    BLOCKER,
+                    state.path,
+                    f"{rule.name} already exists and differs from {rule.counterpart}, which the migration would copy there",
+                    f"move {state.path} out of the way if it is stale; the migration never overwrites or deletes it",
+                )
+            )
+    if not established:
+        return out
+    out += _client_identity_findings(analysis)
+    return out
+
+
+def _client_identity_findings(analysis: Analysis) -> list[Finding]:
+    """The client store is consistent: key matches client.pem, client-ssh.pem holds that identity."""
+    from .certs import key_matches
+
+    m = analysis.material
+    snap = analysis.snapshot
+    cert, key, ssh = m.get("client.pem"), m.get("clientprivkey.pem"), m.get("client-ssh.pem")
+    usable = lambda x: x is not None and x.error is None  # noqa: E731
+    out = []
+    if usable(cert) and usable(key) and not key_matches(key.key, cert.leaf):
+        out.append(
+            Finding(
+                "client-key-mismatch",
+                BLOCKER,
+                snap.files["clientprivkey.pem"].path,
+                "clientprivkey.pem does not hold the private key of the certificate in client.pem",
+                "reinstall the client certificate and its key",
+            )
+        )
+    if usable(cert) and usable(ssh) and usable(key):
+        if ssh.leaf.der != cert.leaf.der or ssh.key.public_key_der != key.key.public_key_der:
+            out.append(
+                Finding(
+                    "client-ssh-identity-mismatch",
+                    BLOCKER,
+                    snap.files["client-ssh.pem"].path,
+                    "client-ssh.pem holds a different identity from the client store (client.pem + clientprivkey.pem)",
+                    "reinstall the client certificate so that the SSH identity is regenerated",
+                )
+            )
+    return out
+
+
+def _config_findings(analysis: Analysis) -> list[Finding]:
+    snap = analysis.snapshot
+    state = snap.config
+    path = state.path
+    if state.kind == "missing":
+        return [
+            Finding(
+                "config-missing",
+                BLOCKER,
+                path,
+                "the configuration file is missing: the retired setting cannot be checked or removed",
+                "save the node's configuration there (xconfiguration > FILE), or pass --config",
+            )
+        ]
+    if state.kind in _NOT_REGULAR:
+        return [
+            Finding(
+                "config-not-regular",
+                BLOCKER,
+                path,
+                f"the configuration is {_NOT_REGULAR[state.kind]}, not a regular file",
+                "replace it with the regular file it should be",
+            )
+        ]
+    if state.kind == "unreadable":
+        return [Finding("config-unreadable", BLOCKER, path, f"the configuration cannot be read: {state.error}", "run as root")]
+    if state.kind == "too-large":
+        return [
+            Finding(
+                "config-too-large",
+                BLOCKER,
+                path,
+                f"the configuration is {state.size} bytes, more than {policy.MAX_CONFIG_BYTES}",
+                "check that --config names the xConfiguration text",
+            )
+        ]
+    out = []
+    if state.mode is not None and state.mode & 0o002:
+        out.append(
+            Finding(
+                "mode-loose",
+                WARNING,
+                path,
+                f"the configuration is writable by every user (mode {state.mode:04o})",
+                f"chmod o-w {path}",
+            )
+        )
+    retired = analysis.setting(policy.RETIRED_SETTING)
+    values = {xconfig.is_on(s.value) for s in retired}
+    if len(values) > 1:
+        lines = ", ".join(str(s.line_no) for s in retired)
+        out.append(
+            Finding(
+                "retired-setting-conflict",
+                WARNING,
+                path,
+                f"EnableServerEkuUpload is set several times with different values (lines {lines})",
+                "the migration retires every line; check which value the node really used",
+            )
+        )
+    if True in values:
+        out.append(
+            Finding(
+                "server-eku-upload-on",
+                WARNING,
+                path,
+                "EnableServerEkuUpload is On: this node was allowed a server certificate without clientAuth, "
+                "and X15.5 retires the switch; if server.pem lacks clientAuth, "
+                f"{policy.NO_CLIENT_AUTH_CONSEQUENCE}",
+                policy.NO_CLIENT_AUTH_FIX,
+            )
+        )
+    elif retired:
+        out.append(
+            Finding(
+                "retired-setting-present",
+                INFO,
+                path,
+                "EnableServerEkuUpload is set; X15.5 retires it and the migration removes the line",
+                "",
+            )
+        )
+    checking = analysis.setting(policy.CHECKING_SETTING)
+    modes = {xconfig.is_on(s.value) for s in checking}
+    if len(modes) > 1:
+        out.append(
+            Finding(
+                "checking-mode-conflict",
+                BLOCKER,
+                path,
+                "the EKU Checking Mode is set several times with different values",
+                "keep one line for 'SIP TLS Certificate ExtendedKeyUsage Checking Mode'",
+            )
+        )
+    elif None in modes:
+        out.append(
+            Finding(
+                "checking-mode-invalid",
+                BLOCKER,
+                path,
+                f"the EKU Checking Mode has a value that is neither On nor Off: {checking[0].value!r}",
+                "set it to On or Off",
+            )
+        )
+    elif False in modes:
+        out.append(
+            Finding(
+                "checking-mode-off",
+                INFO,
+                path,
+                "EKU Checking Mode is Off: inbound SIP TLS skips the clientAuth check, but the SSH tunnels still require clientAuth",
+                "",
+            )
+        )
+    return out
+
+
+def _state_findings(snap: Snapshot) -> list[Finding]:
+    out = []
+    if snap.journal.exists and snap.journal_data is None:
+        out.append(
+            Finding(
+                "journal-invalid",
+                BLOCKER,
+                snap.journal.path,
+                "the migration journal cannot be read",
+                "restore the node from a backup; the journal is the record rollback needs",
+            )
+        )
+    elif snap.journal_data is None:
+        for temp in snap.temps:
+            out.append(
+                Finding(
+                    "stale-temp-file",
+                    BLOCKER,
+                    temp.path,
+                    "a staging file of the migration exists but there is no journal",
+                    f"remove {temp.path} after checking what it is",
+                )
+            )
+    elif snap.journal_data.get("state") != "applied":
+        out.append(
+            Finding(
+                "migration-interrupted",
+                WARNING,
+                snap.journal.path,
+                "a migration was interrupted: apply completes it, rollback undoes it",
+                "run apply again, or rollback",
+            )
+        )
+    return out
+
+
+# --- Verification -------------------------------------------------------------
+
+
+def verify(analysis: Analysis) -> tuple[Finding, ...]:
+    """Every way the node falls short of the X15.5 invariants; empty when they hold."""
+    snap = analysis.snapshot
+    out: list[Finding] = [f for f in precheck(analysis) if f.severity == BLOCKER]
+    for rule in policy.CLIENT_FILES:
+        state, source = snap.files[rule.name], snap.files[rule.counterpart]
+        if not source.exists:
+            continue
+        if state.kind != "file":
+            if state.kind == "missing":
+                out.append(Finding("client-file-missing", BLOCKER, state.path, f"{rule.name} is missing", "run apply"))
+            continue
+        if state.mode != rule.mode:
+            out.append(
+                Finding(
+                    "client-file-mode",
+                    BLOCKER,
+                    state.path,
+                    f"{rule.name} has mode {state.mode:04o}, the policy says {rule.mode:04o}",
+                    f"chmod {rule.mode:04o} {state.path}",
+                )
+            )
+        if (state.uid, state.gid) != (source.uid, source.gid):
+            out.append(
+                Finding(
+                    "client-file-owner",
+                    BLOCKER,
+                    state.path,
+                    f"{rule.name} is owned by {state.uid}:{state.gid}, its counterpart {rule.counterpart} by "
+                    f"{source.uid}:{source.gid}",
+                    f"chown {source.uid}:{source.gid} {state.path}",
+                )
+            )
+    if analysis.setting(policy.RETIRED_SETTING):
+        out.append(
+            Finding(
+                "retired-setting-present",
+                BLOCKER,
+                snap.config.path,
+                "EnableServerEkuUpload is still set; X15.5 retired it",
+                "run apply",
+            )
+        )
+    if snap.config.data is not None and not analysis.setting(policy.CHECKING_SETTING):
+        out.append(
+            Finding(
+                "checking-mode-unstated",
+                BLOCKER,
+                snap.config.path,
+                "the EKU Checking Mode is not stated in the configuration",
+                "run apply",
+            )
+        )
+    data = snap.journal_data
+    if data is not None and data.get("state") != "applied":
+        out.append(
+            Finding(
+                "migration-interrupted",
+                BLOCKER,
+                snap.journal.path,
+                "a migration was interrupted",
+                "run apply again, or rollback",
+            )
+        )
+    return tuple(_unique(out))
+
+
+def _unique(findings: Iterable[Finding]) -> list[Finding]:
+    seen, out = set(), []
+    for f in findings:
+        if f not in seen:
+            seen.add(f)
+            out.append(f)
+    return out
+
+
+# --- State --------------------------------------------------------------------
+
+X154, X155, INTERRUPTED, MIXED = "x15.4", "x15.5", "interrupted", "mixed"
+
+
+def node_state(analysis: Analysis) -> tuple[str, bool]:
+    """The node's state and whether this tool migrated it (a journal exists)."""
+    snap = analysis.snapshot
+    data = snap.journal_data
+    if snap.journal.exists:
+        if data is None or data.get("state") != "applied":
+            return INTERRUPTED, True
+        return X155, True
+    if not any(snap.files[rule.name].exists for rule in policy.CLIENT_FILES):
+        return X154, False
+    if client_store_established(analysis):
+        return X155, False
+    return MIXED, False

@@ -1,0 +1,304 @@
+"""The command line: the one place that prints reports and turns errors into exit codes.
+
+Reports go to stdout, logs to stderr.  ``main(argv)`` returns the exit code:
+0 success, 1 refused / blocked / failed, 2 usage error (and, for
+``plan --detailed-exitcode``, changes pending).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__, policy
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--format", choices=("text", "json", "markdown"), default="text", help="report format (default: text)"
+    )
+    common.add_argument(
+        "--log-format", choices=("console", "json"), default="console", help="log format on stderr (default: console)"
+    )
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv: debug)")
+
+    node = argparse.ArgumentParser(add_help=False)
+    node.add_argument("node", metavar="NODE", help="the node root (on an appliance: /tandberg)")
+    node.add_argument("--cert-dir", metavar="DIR", help="the certificate directory (default: NODE/persistent/certs)")
+    node.add_argument(
+        "--config", metavar="FILE", help="the xConfiguration text (default: NODE/persistent/xconfiguration.txt)"
+    )
+    checks = argparse.ArgumentParser(add_help=False)
+    checks.add_argument(
+        "--warn-days",
+        type=int,
+        default=policy.EXPIRY_WARNING_DAYS,
+        metavar="N",
+        help=f"report certificates that expire within N days (default: {policy.EXPIRY_WARNING_DAYS})",
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="expressway-migrate",
+        description="Migrate a Cisco Expressway node's certificate store from X15.4 to X15.5, safely and reversibly.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser(
+        "precheck", parents=[common, node, checks], help="read-only checks; exit 1 if any blocker"
+    )
+    p = sub.add_parser("plan", parents=[common, node, checks], help="the precheck plus the actions apply would take")
+    p.add_argument("--out", metavar="FILE", help="also write the plan's JSON to FILE, for apply --plan")
+    p.add_argument(
+        "--detailed-exitcode", action="store_true", help="exit 0 when there is nothing to do, 2 when changes are pending"
+    )
+    p = sub.add_parser("apply", parents=[common, node, checks], help="migrate the node, then prove the result")
+    p.add_argument("--plan", metavar="FILE", help="execute this saved plan; refused if the node changed since")
+    sub.add_parser("verify", parents=[common, node], help="check the X15.5 invariants on disk")
+    p = sub.add_parser("rollback", parents=[common, node], help="return a migrated node to its exact X15.4 state")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="move files changed since the migration to a directory outside the store, then roll back",
+    )
+    sub.add_parser("status", parents=[common, node], help="say which state the node is in")
+    p = sub.add_parser("rehearse", parents=[common], help="rehearse the whole upgrade in memory; the node is only read")
+    p.add_argument("node", metavar="NODE", nargs="?", help="the node root (default: the bundled sample nodes)")
+    p.add_argument("--sample", metavar="NAME", action="append", help="rehearse this bundled sample (default: all)")
+    return parser
+
+
+def _configure_logging(fmt: str, verbosity: int) -> None:
+    import logging
+
+    import structlog
+
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _layout(args):
+    from .scan import Layout
+
+    return Layout.for_node(args.node, cert_dir=args.cert_dir, config=args.config)
+
+
+def _precheck(args) -> tuple[dict, int]:
+    from . import checks
+    from .plan import make_plan
+    from .scan import scan
+
+    plan = make_plan(checks.analyse(scan(_layout(args))), warn_days=args.warn_days)
+    doc = {
+        "format_version": 1,
+        "command": "precheck",
+        "node": plan.node,
+        "ready": plan.ready,
+        "state": plan.state,
+        "migrated_by_tool": plan.migrated_by_tool,
+        "findings": [f.as_dict() for f in plan.findings],
+    }
+    return doc, EXIT_OK if plan.ready else EXIT_FAIL
+
+
+def _plan(args) -> tuple[dict, int]:
+    import json
+
+    from . import checks
+    from .plan import make_plan
+    from .scan import scan
+
+    plan = make_plan(checks.analyse(scan(_layout(args))), warn_days=args.warn_days)
+    doc = plan.as_dict()
+    if args.out:
+        _write_user_file(args.out, json.dumps(plan.as_dict(), indent=2).encode() + b"\n")
+    if not plan.ready:
+        return doc, EXIT_FAIL
+    if args.detailed_exitcode and plan.actions:
+        return doc, EXIT_PENDING
+    return doc, EXIT_OK
+
+
+def _write_user_file(path: str, data: bytes) -> None:
+    from .errors import MigrateError
+
+    try:
+        with open(path, "wb") as out:
+            out.write(data)
+    except OSError as exc:
+        raise MigrateError(
+            f"cannot write {path}: {exc.strerror}", id="output-unwritable", hint="choose another --out path"
+        ) from None
+
+
+def _apply(args) -> tuple[dict, int]:
+    from . import writer
+    from .plan import load_saved_plan
+    from .scan import read_capped
+
+    saved = None
+    if args.plan:
+        from pathlib import Path
+
+        from .errors import PlanError
+
+        state = read_capped(Path(args.plan), 16 << 20, args.plan)
+        if state.data is None:
+            raise PlanError(f"cannot read the plan file ({state.kind})", id="plan-unreadable", path=args.plan, hint="pass the file written by plan --out")
+        saved = load_saved_plan(state.data, args.plan)
+    outcome = writer.apply(_layout(args), saved_plan=saved, warn_days=args.warn_days)
+    return outcome.as_dict(), EXIT_OK if outcome.ok else EXIT_FAIL
+
+
+def _verify(args) -> tuple[dict, int]:
+    from . import checks
+    from .scan import scan
+
+    layout = _layout(args)
+    findings = checks.verify(checks.analyse(scan(layout)))
+    doc = {
+        "format_version": 1,
+        "command": "verify",
+        "node": str(layout.root),
+        "ok": not findings,
+        "findings": [f.as_dict() for f in findings],
+    }
+    return doc, EXIT_OK if not findings else EXIT_FAIL
+
+
+def _rollback(args) -> tuple[dict, int]:
+    from . import writer
+
+    outcome = writer.rollback(_layout(args), force=args.force)
+    return outcome.as_dict(), EXIT_OK
+
+
+def _status(args) -> tuple[dict, int]:
+    from . import checks
+    from .plan import make_plan
+    from .scan import scan
+
+    layout = _layout(args)
+    analysis = checks.analyse(scan(layout))
+    state, by_tool = checks.node_state(analysis)
+    plan = make_plan(analysis)
+    record = analysis.snapshot.journal_data
+    doc = {
+        "format_version": 1,
+        "command": "status",
+        "node": str(layout.root),
+        "state": state,
+        "migrated_by_tool": by_tool,
+        "journal": None
+        if record is None
+        else {k: record.get(k) for k in ("state", "started", "finished", "tool")},
+        "pending_actions": len(plan.actions),
+        "findings": [f.as_dict() for f in checks.blockers(plan.findings)],
+    }
+    return doc, EXIT_OK
+
+
+def _rehearse(args) -> tuple[dict, int]:
+    from . import rehearsal
+
+    if args.node:
+        from .tree import read_tree
+
+        from .scan import Layout
+
+        root = str(Layout.for_node(args.node).root)
+        try:
+            tree = read_tree(root)
+        except (OSError, ValueError) as exc:
+            from .errors import NodeError
+
+            raise NodeError(f"cannot read the node at {root}: {exc}", id="node-unreadable", hint="pass a readable node root") from None
+        reports = [rehearsal.rehearse_tree(tree, root)]
+    else:
+        from .samples import sample_names
+
+        reports = [rehearsal.rehearse_sample(name) for name in (args.sample or sample_names())]
+    ok = all(r.ok for r in reports)
+    doc = {
+        "format_version": 1,
+        "command": "rehearse",
+        "ok": ok,
+        "rehearsals": [r.as_dict() for r in reports],
+    }
+    return doc, EXIT_OK if ok else EXIT_FAIL
+
+
+COMMANDS = {
+    "precheck": _precheck,
+    "plan": _plan,
+    "apply": _apply,
+    "verify": _verify,
+    "rollback": _rollback,
+    "status": _status,
+    "rehearse": _rehearse,
+}
+
+
+def _render(doc: dict, fmt: str) -> str:
+    from .report import render
+
+    if doc.get("command") == "rehearse":
+        if fmt == "json":
+            return render(doc, fmt)
+        parts = [render(r, fmt) for r in doc["rehearsals"]]
+        verdict = "ok" if doc["ok"] else "NOT OK"
+        tail = f"rehearsal: {verdict}\n" if fmt == "text" else f"**Rehearsal: {verdict}**\n"
+        return "\n".join(parts) + "\n" + tail
+    return render(doc, fmt)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    _configure_logging(args.log_format, args.verbose)
+    from .errors import MigrateError
+
+    try:
+        doc, code = COMMANDS[args.command](args)
+    except MigrateError as exc:
+        print(exc.one_line(), file=sys.stderr)
+        if args.format == "json":
+            print(_render({"format_version": 1, "command": args.command, "ok": False, "error": exc.as_dict()}, "json"), end="")
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        print("error[interrupted]: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a defect, not the user's mistake: one line, the traceback at -vv
+        import structlog
+
+        structlog.get_logger(__name__).debug("internal_error", exc_info=True)
+        print(
+            f"error[internal-error]: {type(exc).__name__}: {exc} -- hint: this is a defect; run with -vv for the traceback and report it",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    sys.stdout.write(_render(doc, args.format))
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

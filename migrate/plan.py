@@ -1,0 +1,286 @@
+"""The plan: a pure function from what was read to what ``apply`` will do.
+
+``make_plan(analysis) -> Plan`` does no I/O.  The plan *is* the dry run: the
+writer executes exactly its actions, in order, and nothing else.  Each action
+knows the action that undoes it (Alembic's ``reverse()``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Union
+
+import attrs
+
+from . import checks, policy, xconfig
+from .checks import Analysis, Finding
+from .errors import PlanError
+
+FORMAT_VERSION = 1
+
+
+@attrs.frozen
+class CreateFile:
+    """Publish a copy of ``source`` at ``path`` with the policy mode and the source's owner."""
+
+    path: str
+    source: str
+    mode: int
+    uid: int
+    gid: int
+    sha256: str
+    kind = "create-file"
+
+    def as_dict(self) -> dict:
+        return {
+            "action": self.kind,
+            "path": self.path,
+            "source": self.source,
+            "mode": f"{self.mode:04o}",
+            "uid": self.uid,
+            "gid": self.gid,
+            "sha256": self.sha256,
+        }
+
+    def describe(self) -> str:
+        return f"create {self.path} as a copy of {self.source} (mode {self.mode:04o}, owner {self.uid}:{self.gid})"
+
+    def reverse(self) -> RemoveFile:
+        return RemoveFile(path=self.path, sha256=self.sha256)
+
+
+@attrs.frozen
+class RemoveFile:
+    """Remove ``path``, which must still hold the bytes the migration wrote (``sha256``)."""
+
+    path: str
+    sha256: str
+    kind = "remove-file"
+
+    def as_dict(self) -> dict:
+        return {"action": self.kind, "path": self.path, "sha256": self.sha256}
+
+    def describe(self) -> str:
+        return f"remove {self.path}"
+
+
+@attrs.frozen
+class RemoveTemp:
+    """Remove a staging file left by an interrupted run of this tool."""
+
+    path: str
+    kind = "remove-temp"
+
+    def as_dict(self) -> dict:
+        return {"action": self.kind, "path": self.path}
+
+    def describe(self) -> str:
+        return f"remove the leftover staging file {self.path}"
+
+    def reverse(self) -> None:
+        return None  # nothing to restore: the file was never part of the node
+
+
+@attrs.frozen
+class RetireSetting:
+    """Delete one line that sets the retired ``EnableServerEkuUpload`` switch."""
+
+    path: str
+    setting: str
+    old_value: str
+    line: int
+    kind = "retire-setting"
+
+    def as_dict(self) -> dict:
+        return {
+            "action": self.kind,
+            "path": self.path,
+            "setting": self.setting,
+            "old_value": self.old_value,
+            "line": self.line,
+        }
+
+    def describe(self) -> str:
+        return f"retire '{self.setting}: {self.old_value}' (line {self.line} of {self.path})"
+
+    def reverse(self) -> RestoreConfig:
+        return RestoreConfig(path=self.path)
+
+
+@attrs.frozen
+class AddSetting:
+    """State a setting at the end of the configuration."""
+
+    path: str
+    setting: str
+    value: str
+    kind = "add-setting"
+
+    def as_dict(self) -> dict:
+        return {"action": self.kind, "path": self.path, "setting": self.setting, "value": self.value}
+
+    def describe(self) -> str:
+        return f"add '{self.setting}: {self.value}' at the end of {self.path}"
+
+    def reverse(self) -> RestoreConfig:
+        return RestoreConfig(path=self.path)
+
+
+@attrs.frozen
+class RestoreConfig:
+    """Put back the configuration saved before the migration changed it."""
+
+    path: str
+    kind = "restore-config"
+
+    def as_dict(self) -> dict:
+        return {"action": self.kind, "path": self.path}
+
+    def describe(self) -> str:
+        return f"restore {self.path} from the copy saved before the migration"
+
+
+@attrs.frozen
+class CompleteJournal:
+    """Record that an interrupted migration has nothing left to do."""
+
+    kind = "complete-journal"
+
+    def as_dict(self) -> dict:
+        return {"action": self.kind}
+
+    def describe(self) -> str:
+        return "record the interrupted migration as complete"
+
+
+Action = Union[CreateFile, RemoveTemp, RetireSetting, AddSetting, CompleteJournal]
+CONFIG_ACTIONS = (RetireSetting, AddSetting)
+
+
+@attrs.frozen
+class Plan:
+    """The findings and the ordered actions for one node at one moment."""
+
+    node: str
+    fingerprint: str
+    state: str
+    migrated_by_tool: bool
+    findings: tuple[Finding, ...]
+    actions: tuple = ()
+
+    @property
+    def ready(self) -> bool:
+        return not checks.blockers(self.findings)
+
+    @property
+    def config_actions(self) -> tuple:
+        return tuple(a for a in self.actions if isinstance(a, CONFIG_ACTIONS))
+
+    def as_dict(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "command": "plan",
+            "node": self.node,
+            "ready": self.ready,
+            "state": self.state,
+            "migrated_by_tool": self.migrated_by_tool,
+            "fingerprint": self.fingerprint,
+            "findings": [f.as_dict() for f in self.findings],
+            "actions": [a.as_dict() for a in self.actions],
+        }
+
+
+def make_plan(analysis: Analysis, *, warn_days: int = policy.EXPIRY_WARNING_DAYS) -> Plan:
+    """The plan for the analysed node: no actions while any blocker stands."""
+    snap = analysis.snapshot
+    findings = checks.precheck(analysis, warn_days=warn_days)
+    state, by_tool = checks.node_state(analysis)
+    actions: tuple = ()
+    if not checks.blockers(findings):
+        actions = tuple(_temp_actions(analysis) + _file_actions(analysis) + _config_actions(analysis))
+        if not actions and snap.journal_data is not None and snap.journal_data.get("state") != "applied":
+            actions = (CompleteJournal(),)
+    return Plan(
+        node=str(snap.layout.root),
+        fingerprint=snap.fingerprint,
+        state=state,
+        migrated_by_tool=by_tool,
+        findings=findings,
+        actions=actions,
+    )
+
+
+def _temp_actions(analysis: Analysis) -> list:
+    # Without a journal a staging file is a blocker (stale-temp-file); with one it is ours.
+    return [RemoveTemp(path=temp.path) for temp in analysis.snapshot.temps]
+
+
+def _file_actions(analysis: Analysis) -> list:
+    snap = analysis.snapshot
+    out = []
+    for rule in policy.CLIENT_FILES:
+        source, target = snap.files[rule.counterpart], snap.files[rule.name]
+        if source.data is None or target.exists:
+            continue  # absent counterpart: nothing to copy; present target: checked by precheck
+        out.append(
+            CreateFile(
+                path=target.path,
+                source=source.path,
+                mode=rule.mode,
+                uid=source.uid,
+                gid=source.gid,
+                sha256=source.sha256,
+            )
+        )
+    return out
+
+
+def _config_actions(analysis: Analysis) -> list:
+    snap = analysis.snapshot
+    if snap.config.data is None:
+        return []
+    out: list = [
+        RetireSetting(path=snap.config.path, setting=s.name, old_value=s.value, line=s.line_no)
+        for s in analysis.setting(policy.RETIRED_SETTING)
+    ]
+    if not analysis.setting(policy.CHECKING_SETTING):
+        out.append(AddSetting(path=snap.config.path, setting=policy.CHECKING_SETTING, value=policy.CHECKING_DEFAULT))
+    return out
+
+
+def edited_config(data: bytes, actions) -> bytes:
+    """The configuration bytes after the plan's configuration actions."""
+    remove = [a.line for a in actions if isinstance(a, RetireSetting)]
+    append = [xconfig.setting_line(a.setting, a.value) for a in actions if isinstance(a, AddSetting)]
+    return xconfig.edit(data, remove_lines=remove, append=append)
+
+
+def load_saved_plan(data: bytes, source: str) -> dict:
+    """A plan file written by ``plan --out``: its JSON, checked for shape."""
+    try:
+        saved = json.loads(data)
+    except ValueError:
+        raise PlanError(f"{source} is not a plan file (not JSON)", id="plan-invalid", hint="write one with plan --out") from None
+    if not isinstance(saved, dict) or saved.get("format_version") != FORMAT_VERSION or "fingerprint" not in saved:
+        raise PlanError(
+            f"{source} is not a plan file of format version {FORMAT_VERSION}",
+            id="plan-invalid",
+            hint="write one with plan --out, with this version of the tool",
+        )
+    return saved
+
+
+def check_saved_plan(saved: dict, current: Plan) -> None:
+    """Refuse a saved plan unless the node is exactly as it was when the plan was made."""
+    if saved["fingerprint"] != current.fingerprint:
+        raise PlanError(
+            "the node changed since the plan was made",
+            id="plan-stale",
+            hint="run plan again and review the new plan",
+        )
+    if saved.get("actions") != current.as_dict()["actions"]:
+        raise PlanError(
+            "the saved plan's actions differ from what this version of the tool would do on the same node",
+            id="plan-mismatch",
+            hint="run plan again with this version of the tool",
+        )

@@ -1,0 +1,141 @@
+"""Render a command's result: JSON (the stable machine form), text, or Markdown.
+
+Every command builds one JSON-ready document (``format_version`` 1); the text
+and Markdown forms are drawn from that same document, so the three never
+disagree.
+"""
+
+from __future__ import annotations
+
+import json
+
+FORMATS = ("text", "json", "markdown")
+
+_MARK = {"blocker": "BLOCKER", "warning": "warning", "info": "info"}
+_STATE_WORDS = {
+    "x15.4": "X15.4 (not migrated)",
+    "x15.5": "X15.5",
+    "interrupted": "interrupted mid-migration",
+    "mixed": "neither X15.4 nor X15.5 (a partial client store, no journal)",
+}
+
+
+def render(doc: dict, fmt: str) -> str:
+    """``doc`` in the format ``fmt``; always ends with a newline."""
+    if fmt == "json":
+        return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+    if fmt == "markdown":
+        return "\n".join(_markdown(doc)).rstrip("\n") + "\n"
+    return "\n".join(_text(doc)).rstrip("\n") + "\n"
+
+
+def state_words(doc: dict) -> str:
+    words = _STATE_WORDS.get(doc.get("state", ""), doc.get("state", "unknown"))
+    if doc.get("state") == "x15.5":
+        words += ", migrated by this tool" if doc.get("migrated_by_tool") else ", not migrated by this tool"
+    return words
+
+
+def _verdict(doc: dict) -> str:
+    command = doc.get("command", "")
+    if "error" in doc:
+        return "error"
+    if command in ("precheck", "plan"):
+        return "ready" if doc["ready"] else "BLOCKED"
+    if command == "status":
+        return state_words(doc)
+    return "ok" if doc.get("ok") else "NOT OK"
+
+
+def _summary(doc: dict) -> list[str]:
+    command = doc.get("command", "")
+    out = []
+    if command in ("plan", "precheck", "status"):
+        out.append(f"state: {state_words(doc)}")
+    if command in ("apply", "rollback"):
+        out.append(f"result: {doc['result']}")
+        if doc.get("displaced"):
+            out.append(f"changed files were moved to: {doc['displaced']}")
+    if command == "plan":
+        out.append(f"fingerprint: {doc['fingerprint']}")
+    if command == "rehearse" and "crash_points" in doc:
+        out.append(f"crash points tried: {doc['crash_points']}")
+    return out
+
+
+def _action_line(action: dict) -> str:
+    kind = action["action"]
+    if kind == "create-file":
+        return f"create-file {action['path']} <- {action['source']} (mode {action['mode']}, owner {action['uid']}:{action['gid']}, sha256 {action['sha256'][:12]}…)"
+    if kind == "retire-setting":
+        return f"retire-setting {action['setting']}: {action['old_value']} (line {action['line']} of {action['path']})"
+    if kind == "add-setting":
+        return f"add-setting {action['setting']}: {action['value']} (end of {action['path']})"
+    if "path" in action:
+        return f"{kind} {action['path']}"
+    return kind
+
+
+def _text(doc: dict) -> list[str]:
+    if "error" in doc:
+        err = doc["error"]
+        return [f"error[{err['id']}]: {err['message']}" + (f" -- hint: {err['hint']}" if err.get("hint") else "")]
+    lines = [f"{doc.get('command', '')} {doc.get('node', '')}: {_verdict(doc)}"]
+    lines += [f"  {line}" for line in _summary(doc)]
+    findings = doc.get("findings") or []
+    if findings:
+        lines.append("findings:")
+        for f in findings:
+            where = f" {f['path']}" if f.get("path") else ""
+            lines.append(f"  [{_MARK.get(f['severity'], f['severity'])}] {f['id']}{where}: {f['message']}")
+            if f.get("hint"):
+                lines.append(f"      hint: {f['hint']}")
+    if "actions" in doc:
+        actions = doc["actions"]
+        lines.append("actions:" if actions else "actions: none")
+        lines += [f"  {i}. {_action_line(a)}" for i, a in enumerate(actions, 1)]
+    for step in doc.get("steps") or []:
+        if step is (doc.get("steps") or [None])[0]:
+            lines.append("steps:")
+        lines.append(f"  {'ok  ' if step['ok'] else 'FAIL'} {step['step']}: {step['detail']}")
+    if doc.get("plan"):
+        lines.append("")
+        lines.append("dry-run plan:")
+        lines += ["  " + line for line in _text(doc["plan"])]
+    return lines
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown(doc: dict, level: int = 2) -> list[str]:
+    h = "#" * level
+    if "error" in doc:
+        err = doc["error"]
+        return [f"{h} Error `{err['id']}`", "", err["message"], "", f"*Hint:* {err.get('hint', '')}"]
+    lines = [f"{h} `{doc.get('command', '')}` — {doc.get('node', '')}: **{_verdict(doc)}**", ""]
+    lines += [f"- {line}" for line in _summary(doc)]
+    lines.append("")
+    findings = doc.get("findings") or []
+    if findings:
+        lines += [f"{h}# Findings", "", "| severity | id | path | message | hint |", "|---|---|---|---|---|"]
+        for f in findings:
+            lines.append(
+                f"| {f['severity']} | `{f['id']}` | {_md_escape(f.get('path') or '')} | {_md_escape(f['message'])} | {_md_escape(f.get('hint', ''))} |"
+            )
+        lines.append("")
+    if "actions" in doc:
+        lines += [f"{h}# Actions", ""]
+        if not doc["actions"]:
+            lines.append("None: nothing to do.")
+        lines += [f"{i}. `{_md_escape(_action_line(a))}`" for i, a in enumerate(doc["actions"], 1)]
+        lines.append("")
+    if doc.get("steps"):
+        lines += [f"{h}# Steps", "", "| step | result | detail |", "|---|---|---|"]
+        for step in doc["steps"]:
+            lines.append(f"| {step['step']} | {'ok' if step['ok'] else '**failed**'} | {_md_escape(step['detail'])} |")
+        lines.append("")
+    if doc.get("plan"):
+        lines += _markdown(doc["plan"], level + 1)
+    return lines

@@ -1,0 +1,287 @@
+"""Read a node, never write it: ``scan(layout) -> Snapshot``.
+
+The scanner is the only reader of the node.  It never follows a symlink at a
+managed name, never opens a FIFO or device (no hang), and reads every file
+with a size cap (no huge allocation).  Everything later stages need is in the
+:class:`Snapshot`, a value: the planner and the checks do no I/O.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+import attrs
+
+from . import policy
+from .errors import NodeError
+
+_KINDS = (
+    (stat.S_ISREG, "file"),
+    (stat.S_ISDIR, "dir"),
+    (stat.S_ISLNK, "symlink"),
+    (stat.S_ISFIFO, "fifo"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "device"),
+    (stat.S_ISBLK, "device"),
+)
+
+
+def _kind(st_mode: int) -> str:
+    for test, name in _KINDS:
+        if test(st_mode):
+            return name
+    return "other"
+
+
+@attrs.frozen
+class Layout:
+    """Where a node keeps what the migration reads and writes."""
+
+    root: Path
+    cert_dir: Path
+    config: Path
+
+    @classmethod
+    def for_node(cls, root: str | os.PathLike, *, cert_dir=None, config=None) -> Layout:
+        """The layout of the node at ``root``; ``cert_dir``/``config`` override the defaults."""
+        root = Path(os.path.abspath(root))
+        cert_dir = Path(os.path.abspath(cert_dir)) if cert_dir else root / policy.CERT_DIR
+        config = Path(os.path.abspath(config)) if config else root / policy.CONFIG_FILE
+        return cls(root=root, cert_dir=cert_dir, config=config)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / policy.STATE_DIR
+
+    @property
+    def journal(self) -> Path:
+        return self.state_dir / policy.JOURNAL_NAME
+
+    @property
+    def config_backup(self) -> Path:
+        return self.state_dir / policy.CONFIG_BACKUP_NAME
+
+    @property
+    def lock(self) -> Path:
+        return self.state_dir / policy.LOCK_NAME
+
+    def cert(self, name: str) -> Path:
+        return self.cert_dir / name
+
+    def rel(self, path: str | os.PathLike) -> str:
+        """``path`` relative to the node root when inside it, else absolute."""
+        path = Path(path)
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def resolve(self, rel: str) -> Path:
+        """The inverse of :meth:`rel`."""
+        path = Path(rel)
+        return path if path.is_absolute() else self.root / path
+
+
+@attrs.frozen
+class FileState:
+    """What one path held when it was scanned.
+
+    ``kind`` is ``missing``, ``file``, ``dir``, ``symlink``, ``fifo``,
+    ``socket``, ``device``, ``other``, ``unreadable`` or ``too-large``.  Only a
+    regular file within the size cap has ``data``; it is never shown in a repr.
+    """
+
+    path: str
+    kind: str
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    nlink: int = 0
+    size: int = 0
+    data: bytes | None = attrs.field(default=None, repr=False)
+    error: str | None = None
+
+    @property
+    def sha256(self) -> str | None:
+        return hashlib.sha256(self.data).hexdigest() if self.data is not None else None
+
+    @property
+    def exists(self) -> bool:
+        return self.kind != "missing"
+
+    @property
+    def readable(self) -> bool:
+        return self.data is not None
+
+    def identity(self) -> dict:
+        """The parts of the state that matter to a plan: for the fingerprint."""
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "mode": self.mode,
+            "uid": self.uid,
+            "gid": self.gid,
+            "nlink": self.nlink if self.kind == "file" else None,  # a directory's grows with its subdirectories
+            "sha256": self.sha256,
+        }
+
+
+def read_capped(path: Path, cap: int, display: str) -> FileState:
+    """Read one file without following a symlink, opening a FIFO, or reading past ``cap``."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return FileState(display, "missing")
+    except NotADirectoryError:
+        return FileState(display, "missing", error="a parent is not a directory")
+    except OSError as exc:
+        return FileState(display, "unreadable", error=os.strerror(exc.errno or errno.EIO))
+    common = dict(mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, nlink=st.st_nlink, size=st.st_size)
+    kind = _kind(st.st_mode)
+    if kind != "file":
+        return FileState(display, kind, **common)
+    if st.st_size > cap:
+        return FileState(display, "too-large", **common)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        # The mode argument is ignored by the kernel without O_CREAT; pyfakefs applies it to
+        # an existing file, so pass the file's own mode to leave it unchanged there too.
+        fd = os.open(path, flags, stat.S_IMODE(st.st_mode))
+    except OSError as exc:
+        return FileState(display, "unreadable", error=os.strerror(exc.errno or errno.EIO), **common)
+    try:
+        fst = os.fstat(fd)
+        if not stat.S_ISREG(fst.st_mode) or (fst.st_ino, fst.st_dev) != (st.st_ino, st.st_dev):
+            return FileState(display, "unreadable", error="the file changed while it was read", **common)
+        chunks, left = [], cap + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+    except OSError as exc:
+        return FileState(display, "unreadable", error=os.strerror(exc.errno or errno.EIO), **common)
+    finally:
+        os.close(fd)
+    if len(data) > cap:
+        return FileState(display, "too-large", **common)
+    return FileState(display, "file", data=data, **common)
+
+
+def _lstat_state(path: Path, display: str) -> FileState:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return FileState(display, "missing")
+    except OSError as exc:
+        return FileState(display, "unreadable", error=os.strerror(exc.errno or errno.EIO))
+    return FileState(
+        display, _kind(st.st_mode), mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, nlink=st.st_nlink
+    )
+
+
+@attrs.frozen
+class Snapshot:
+    """Everything the migration read from a node, at one moment."""
+
+    layout: Layout
+    files: Mapping[str, FileState]  # by policy file name
+    config: FileState
+    dirs: tuple[FileState, ...]  # the directories on the way to the managed files
+    state_dir: FileState  # the tool's own directory; taking the lock creates it, so no part of the fingerprint
+    temps: tuple[FileState, ...]  # staging files left by an interrupted run
+    journal: FileState
+    config_backup: FileState
+    euid: int
+    now: datetime
+
+    @property
+    def journal_data(self) -> dict | None:
+        """The parsed journal, or None when there is none or it is unreadable."""
+        if self.journal.data is None:
+            return None
+        try:
+            data = json.loads(self.journal.data)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of everything a plan depends on: bytes, kinds, modes, owners."""
+        parts = {
+            "files": [self.files[name].identity() for name in sorted(self.files)],
+            "config": self.config.identity(),
+            "dirs": [d.identity() for d in self.dirs],
+            "temps": [t.identity() for t in self.temps],
+            "journal": self.journal.identity(),
+            "config_backup": self.config_backup.identity(),
+        }
+        blob = json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()
+        return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def scan(layout: Layout, *, now: datetime | None = None) -> Snapshot:
+    """Read the node described by ``layout``; raise :class:`NodeError` if there is no node."""
+    try:
+        root_st = os.stat(layout.root)
+    except OSError:
+        raise NodeError(
+            f"no node at {layout.root}", id="node-missing", hint="pass the node root, e.g. /tandberg"
+        ) from None
+    if not stat.S_ISDIR(root_st.st_mode):
+        raise NodeError(
+            f"{layout.root} is not a directory", id="node-not-directory", hint="pass the node root, e.g. /tandberg"
+        )
+    dirs = []
+    for path in _dirs_to_check(layout):
+        dirs.append(_lstat_state(path, layout.rel(path)))
+    files = {
+        rule.name: read_capped(layout.cert(rule.name), policy.MAX_PEM_BYTES, layout.rel(layout.cert(rule.name)))
+        for rule in policy.FILES
+    }
+    temps = []
+    for path in [layout.cert(rule.name) for rule in policy.CLIENT_FILES] + [layout.config]:
+        staged = policy.staging_path(path)
+        temp = _lstat_state(staged, layout.rel(staged))
+        if temp.exists:
+            temps.append(temp)
+    return Snapshot(
+        layout=layout,
+        files=files,
+        config=read_capped(layout.config, policy.MAX_CONFIG_BYTES, layout.rel(layout.config)),
+        dirs=tuple(dirs),
+        state_dir=_lstat_state(layout.state_dir, layout.rel(layout.state_dir)),
+        temps=tuple(temps),
+        journal=read_capped(layout.journal, policy.MAX_CONFIG_BYTES, layout.rel(layout.journal)),
+        config_backup=_lstat_state(layout.config_backup, layout.rel(layout.config_backup)),
+        euid=os.geteuid(),
+        now=now or datetime.now(timezone.utc),
+    )
+
+
+def _dirs_to_check(layout: Layout) -> list[Path]:
+    """The directories between the node root and the managed files, root excluded."""
+    out: list[Path] = []
+    for target in (layout.cert_dir, layout.config.parent):
+        try:
+            rel = target.relative_to(layout.root)
+        except ValueError:
+            if target not in out:
+                out.append(target)
+            continue
+        path = layout.root
+        for part in rel.parts:
+            path = path / part
+            if path not in out:
+                out.append(path)
+    return out
