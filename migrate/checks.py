@@ -183,28 +183,9 @@ def _file_findings(analysis: Analysis, rule: policy.FileRule, warn_days: int) ->
                 )
             ]
         return []
-    if state.kind in _NOT_REGULAR:
-        return [
-            Finding(
-                "file-not-regular",
-                BLOCKER,
-                path,
-                f"{rule.name} is {_NOT_REGULAR[state.kind]}, not a regular file: the migration never follows or opens it",
-                "replace it with the regular file it should be",
-            )
-        ]
-    if state.kind == "unreadable":
-        return [Finding("file-unreadable", BLOCKER, path, f"{rule.name} cannot be read: {state.error}", "run as root")]
-    if state.kind == "too-large":
-        return [
-            Finding(
-                "file-too-large",
-                BLOCKER,
-                path,
-                f"{rule.name} is {state.size} bytes, more than the {policy.MAX_PEM_BYTES} a PEM file can need",
-                "replace it with the real PEM file",
-            )
-        ]
+    unusable = _unusable(state, "file", rule.name, policy.MAX_PEM_BYTES, "replace it with the real PEM file")
+    if unusable:
+        return [unusable]
     out = _mode_findings(rule, state)
     material = analysis.material.get(rule.name)
     if material is None:
@@ -229,6 +210,29 @@ def _file_findings(analysis: Analysis, rule: policy.FileRule, warn_days: int) ->
     if rule.kind in ("cert", "bundle") and material.certs:
         out += _leaf_findings(analysis, rule, material, warn_days)
     return out
+
+
+def _unusable(state: FileState, prefix: str, what: str, cap: int, large_hint: str) -> Finding | None:
+    """The blocker for a present file that cannot be read as one: ``<prefix>-not-regular``, ``-unreadable``, ``-too-large``."""
+    if state.kind in _NOT_REGULAR:
+        return Finding(
+            f"{prefix}-not-regular",
+            BLOCKER,
+            state.path,
+            f"{what} is {_NOT_REGULAR[state.kind]}, not a regular file: the migration never follows or opens it",
+            "replace it with the regular file it should be",
+        )
+    if state.kind == "unreadable":
+        return Finding(f"{prefix}-unreadable", BLOCKER, state.path, f"{what} cannot be read: {state.error}", "run as root")
+    if state.kind == "too-large":
+        return Finding(
+            f"{prefix}-too-large",
+            BLOCKER,
+            state.path,
+            f"{what} is {state.size} bytes, over the limit of {cap} bytes",
+            large_hint,
+        )
+    return None
 
 
 def _mode_findings(rule: policy.FileRule, state: FileState) -> list[Finding]:
@@ -478,28 +482,11 @@ def _config_findings(analysis: Analysis) -> list[Finding]:
                 "save the node's configuration there (xconfiguration > FILE), or pass --config",
             )
         ]
-    if state.kind in _NOT_REGULAR:
-        return [
-            Finding(
-                "config-not-regular",
-                BLOCKER,
-                path,
-                f"the configuration is {_NOT_REGULAR[state.kind]}, not a regular file",
-                "replace it with the regular file it should be",
-            )
-        ]
-    if state.kind == "unreadable":
-        return [Finding("config-unreadable", BLOCKER, path, f"the configuration cannot be read: {state.error}", "run as root")]
-    if state.kind == "too-large":
-        return [
-            Finding(
-                "config-too-large",
-                BLOCKER,
-                path,
-                f"the configuration is {state.size} bytes, more than {policy.MAX_CONFIG_BYTES}",
-                "check that --config names the xConfiguration text",
-            )
-        ]
+    unusable = _unusable(
+        state, "config", "the configuration", policy.MAX_CONFIG_BYTES, "check that --config names the xConfiguration text"
+    )
+    if unusable:
+        return [unusable]
     out = []
     if state.mode is not None and state.mode & 0o002:
         out.append(

@@ -33,7 +33,8 @@ _KINDS = (
 )
 
 
-def _kind(st_mode: int) -> str:
+def file_kind(st_mode: int) -> str:
+    """The kind of file an ``st_mode`` describes: ``file``, ``dir``, ``symlink``, ``fifo``, ..."""
     for test, name in _KINDS:
         if test(st_mode):
             return name
@@ -144,7 +145,7 @@ def read_capped(path: Path, cap: int, display: str) -> FileState:
     except OSError as exc:
         return FileState(display, "unreadable", error=os.strerror(exc.errno or errno.EIO))
     common = dict(mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, nlink=st.st_nlink, size=st.st_size)
-    kind = _kind(st.st_mode)
+    kind = file_kind(st.st_mode)
     if kind != "file":
         return FileState(display, kind, **common)
     if st.st_size > cap:
@@ -185,7 +186,7 @@ def _lstat_state(path: Path, display: str) -> FileState:
     except OSError as exc:
         return FileState(display, "unreadable", error=os.strerror(exc.errno or errno.EIO))
     return FileState(
-        display, _kind(st.st_mode), mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, nlink=st.st_nlink
+        display, file_kind(st.st_mode), mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, nlink=st.st_nlink
     )
 
 

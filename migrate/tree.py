@@ -24,27 +24,11 @@ import stat
 
 import attrs
 
+from .scan import file_kind
+
 KINDS = ("file", "dir", "symlink", "fifo", "socket", "device", "other")
 # Kinds write_tree can create.
 WRITABLE_KINDS = ("file", "dir", "symlink")
-
-_STAT_KINDS = (
-    (stat.S_ISREG, "file"),
-    (stat.S_ISDIR, "dir"),
-    (stat.S_ISLNK, "symlink"),
-    (stat.S_ISFIFO, "fifo"),
-    (stat.S_ISSOCK, "socket"),
-    (stat.S_ISCHR, "device"),
-    (stat.S_ISBLK, "device"),
-)
-
-
-def _kind(st_mode: int) -> str:
-    for test, name in _STAT_KINDS:
-        if test(st_mode):
-            return name
-    return "other"
-
 
 def _data_repr(data: bytes | None) -> str:
     # Files may hold private keys: show a size and a digest, never the bytes.
@@ -114,7 +98,7 @@ def read_tree(root: str | os.PathLike, *, max_file_bytes: int = 64 << 20) -> Tre
 
 def _read_entry(path: str, max_file_bytes: int) -> Entry:
     st = os.lstat(path)
-    kind = _kind(st.st_mode)
+    kind = file_kind(st.st_mode)
     common = dict(kind=kind, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid)
     if kind == "symlink":
         return Entry(**common, target=os.readlink(path))

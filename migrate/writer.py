@@ -148,6 +148,8 @@ def _failed(layout: Layout, exc: Exception) -> ApplyError:
     """Return the node to X15.4 after a failed apply; the error to raise."""
     reason = exc.message if isinstance(exc, MigrateError) else f"{type(exc).__name__}: {exc}"
     log.error("apply_failed", reason=reason)
+    if not os.path.lexists(layout.journal):  # it failed before its first change to the node
+        return ApplyError(f"apply failed ({reason}); the node was not changed", hint="fix the cause and run apply again")
     try:
         _rollback_locked(layout, force=False)
     except Exception as undo:  # the journal stays: rollback or apply can finish later
@@ -171,8 +173,8 @@ def _execute(layout: Layout, snap: Snapshot, plan: Plan) -> None:
         if config_actions:
             _resume_config_record(layout, snap, record, new_config)
     else:
-        if new_config is not None:
-            fsops.create_file(layout.config_backup, snap.config.data, mode=0o600)
+        if new_config is not None:  # a copy left by a run that died before its journal is stale: replace it
+            fsops.replace_file(layout.config_backup, snap.config.data, mode=0o600)
         record = journal.new(snap, plan.fingerprint, _sha(new_config) if new_config is not None else None)
     work = [a for a in plan.actions if not isinstance(a, CompleteJournal)]
     entries = [dict(a.as_dict(), done=False) for a in work]
@@ -236,6 +238,11 @@ def rollback(layout: Layout, *, force: bool = False) -> Outcome:
     if not snap.journal.exists:
         state, _ = checks.node_state(checks.analyse(snap))
         if state == checks.X154:
+            if snap.state_dir.kind == "dir":  # left by a run that died before its first change
+                _require_root("rollback")
+                with journal.locked(layout):
+                    if not os.path.lexists(layout.journal):
+                        journal.remove_state(layout)
             return Outcome(command="rollback", node=str(layout.root), result="nothing-to-do")
         raise RollbackError(
             "the node was not migrated by this tool: there is no migration journal to roll back",
