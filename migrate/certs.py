@@ -16,7 +16,7 @@ import binascii
 import functools
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import attrs
@@ -71,7 +71,7 @@ _WHITESPACE = b" \t\r\n\v\f"
 # RFC 7468 label: printable ASCII but '-', words joined by one space or hyphen.
 _LABEL = rb"[\x21-\x2c\x2e-\x7e]+(?:[ -][\x21-\x2c\x2e-\x7e]+)*"
 _BEGIN = re.compile(rb"-----BEGIN (" + _LABEL + rb")-----[ \t]*(?:\r\n|\n|\r|\Z)")
-_END = re.compile(rb"-----END (" + _LABEL + rb")-----[ \t]*(?:\r\n|\n|\r|\Z)")
+_END = re.compile(rb"-----END (" + _LABEL + rb")-----")
 _HEADER = re.compile(rb"([!-9;-~]+):[ \t]*(.*?)[ \t]*")
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 
@@ -124,7 +124,7 @@ def _no_armour(data: bytes) -> CertError:
     )
 
 
-def _split_headers(lines: list[bytes], label: str, line: int) -> tuple[tuple[tuple[str, str], ...], list[bytes]]:
+def _split_headers(lines: list[bytes], place: Callable[[], str]) -> tuple[tuple[tuple[str, str], ...], list[bytes]]:
     """RFC 1421 headers at the top of a block body, and the base64 lines after them."""
     first = next((i for i, text in enumerate(lines) if text.strip(_WHITESPACE)), None)
     if first is None or b":" not in lines[first]:
@@ -142,41 +142,48 @@ def _split_headers(lines: list[bytes], label: str, line: int) -> tuple[tuple[tup
         if match is None:
             break
         headers.append((match[1].decode("ascii"), match[2].decode("ascii", "replace")))
-    raise _malformed(f"the {label} block at line {line} has headers not followed by a blank line")
+    raise _malformed(f"{place()} has headers not followed by a blank line")
 
 
-def _decode_body(body: bytes, label: str, line: int) -> tuple[bytes, tuple[tuple[str, str], ...]]:
-    """The DER bytes and headers of one block body (the text between its armour lines)."""
-    headers, lines = _split_headers(body.splitlines(), label, line)
+def _decode_body(body: bytes, place: Callable[[], str]) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+    """The DER bytes and headers of one block body (the text between its armour lines).
+
+    ``place`` names the block for a message; it is called only on error, as
+    counting lines costs a pass over the file.
+    """
+    headers, lines = _split_headers(body.splitlines(), place)
     text = b"".join(lines).translate(None, _WHITESPACE)
     if not text:
-        raise _malformed(f"the {label} block at line {line} is empty")
+        raise _malformed(f"{place()} is empty")
     if _BASE64.fullmatch(text) is None:
-        raise _malformed(f"the {label} block at line {line} holds characters that are not base64")
+        raise _malformed(f"{place()} holds characters that are not base64")
     try:
         der = base64.b64decode(text, validate=True)
     except binascii.Error:
-        raise _malformed(f"the {label} block at line {line} is not valid base64 (bad length or padding)") from None
+        raise _malformed(f"{place()} is not valid base64 (bad length or padding)") from None
     return der, headers
 
 
 def _read_block(data: bytes, pos: int) -> tuple[PemBlock, int]:
     """The block whose BEGIN line starts at ``pos``, and the offset just after its END line."""
-    line = _line_of(data, pos)
     begin = _BEGIN.match(data, pos)
     if begin is None:
-        raise _malformed(f"the -----BEGIN line at line {line} is not a valid PEM armour line")
+        raise _malformed(f"the -----BEGIN line at line {_line_of(data, pos)} is not a valid PEM armour line")
     label = begin[1].decode("ascii")
+
+    def place() -> str:
+        return f"the {label} block at line {_line_of(data, pos)}"
+
     end_at = data.find(b"-----END ", begin.end())
     next_begin = data.find(b"-----BEGIN ", begin.end())
     if end_at < 0 or 0 <= next_begin < end_at:
-        raise _malformed(f"the {label} block at line {line} has no -----END line")
+        raise _malformed(f"{place()} has no -----END line")
     end = _END.match(data, end_at)
     if end is None:
         raise _malformed(f"the -----END line at line {_line_of(data, end_at)} is not a valid PEM armour line")
     if end[1] != begin[1]:
-        raise _malformed(f"the {label} block at line {line} ends with -----END {end[1].decode('ascii')}-----")
-    der, headers = _decode_body(data[begin.end() : end_at], label, line)
+        raise _malformed(f"{place()} ends with -----END {end[1].decode('ascii')}-----")
+    der, headers = _decode_body(data[begin.end() : end_at], place)
     return PemBlock(label=label, der=der, headers=headers), end.end()
 
 
@@ -413,12 +420,15 @@ def _key_shape(public_key) -> tuple[str, int, str | None]:
 
 
 def _openssh_encrypted(der: bytes) -> bool:
-    """Whether an openssh-key-v1 body names a cipher other than ``none``."""
+    """Whether an openssh-key-v1 body names a cipher other than ``none`` (a garbled body: False)."""
     magic = b"openssh-key-v1\x00"
-    if not der.startswith(magic) or len(der) < len(magic) + 4:
+    start = len(magic) + 4
+    if not der.startswith(magic) or len(der) < start:
         return False
-    size = int.from_bytes(der[len(magic) : len(magic) + 4], "big")
-    return der[len(magic) + 4 : len(magic) + 4 + size] != b"none"
+    size = int.from_bytes(der[len(magic) : start], "big")
+    cipher = der[start : start + size]
+    readable = 0 < size == len(cipher) and all(0x21 <= byte <= 0x7E for byte in cipher)
+    return readable and cipher != b"none"
 
 
 def _load_private(block: PemBlock):
