@@ -223,7 +223,9 @@ def _unusable(state: FileState, prefix: str, what: str, cap: int, large_hint: st
             "replace it with the regular file it should be",
         )
     if state.kind == "unreadable":
-        return Finding(f"{prefix}-unreadable", BLOCKER, state.path, f"{what} cannot be read: {state.error}", "run as root")
+        return Finding(
+            f"{prefix}-unreadable", BLOCKER, state.path, f"{what} cannot be read: {state.error}", "run as root"
+        )
     if state.kind == "too-large":
         return Finding(
             f"{prefix}-too-large",
@@ -483,7 +485,11 @@ def _config_findings(analysis: Analysis) -> list[Finding]:
             )
         ]
     unusable = _unusable(
-        state, "config", "the configuration", policy.MAX_CONFIG_BYTES, "check that --config names the xConfiguration text"
+        state,
+        "config",
+        "the configuration",
+        policy.MAX_CONFIG_BYTES,
+        "check that --config names the xConfiguration text",
     )
     if unusable:
         return [unusable]

@@ -46,13 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser(
-        "precheck", parents=[common, node, checks], help="read-only checks; exit 1 if any blocker"
-    )
+    sub.add_parser("precheck", parents=[common, node, checks], help="read-only checks; exit 1 if any blocker")
     p = sub.add_parser("plan", parents=[common, node, checks], help="the precheck plus the actions apply would take")
     p.add_argument("--out", metavar="FILE", help="also write the plan's JSON to FILE, for apply --plan")
     p.add_argument(
-        "--detailed-exitcode", action="store_true", help="exit 0 when there is nothing to do, 2 when changes are pending"
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when there is nothing to do, 2 when changes are pending",
     )
     p = sub.add_parser("apply", parents=[common, node, checks], help="migrate the node, then prove the result")
     p.add_argument("--plan", metavar="FILE", help="execute this saved plan; refused if the node changed since")
@@ -159,7 +159,12 @@ def _apply(args) -> tuple[dict, int]:
 
         state = read_capped(Path(args.plan), 16 << 20, args.plan)
         if state.data is None:
-            raise PlanError(f"cannot read the plan file ({state.kind})", id="plan-unreadable", path=args.plan, hint="pass the file written by plan --out")
+            raise PlanError(
+                f"cannot read the plan file ({state.kind})",
+                id="plan-unreadable",
+                path=args.plan,
+                hint="pass the file written by plan --out",
+            )
         saved = load_saved_plan(state.data, args.plan)
     outcome = writer.apply(_layout(args), saved_plan=saved, warn_days=args.warn_days)
     return outcome.as_dict(), EXIT_OK if outcome.ok else EXIT_FAIL
@@ -204,9 +209,7 @@ def _status(args) -> tuple[dict, int]:
         "node": str(layout.root),
         "state": state,
         "migrated_by_tool": by_tool,
-        "journal": None
-        if record is None
-        else {k: record.get(k) for k in ("state", "started", "finished", "tool")},
+        "journal": None if record is None else {k: record.get(k) for k in ("state", "started", "finished", "tool")},
         "pending_actions": len(plan.actions),
         "findings": [f.as_dict() for f in checks.blockers(plan.findings)],
     }
@@ -227,7 +230,9 @@ def _rehearse(args) -> tuple[dict, int]:
         except (OSError, ValueError) as exc:
             from .errors import NodeError
 
-            raise NodeError(f"cannot read the node at {root}: {exc}", id="node-unreadable", hint="pass a readable node root") from None
+            raise NodeError(
+                f"cannot read the node at {root}: {exc}", id="node-unreadable", hint="pass a readable node root"
+            ) from None
         reports = [rehearsal.rehearse_tree(tree, root)]
     else:
         from .samples import sample_names
@@ -282,7 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     except MigrateError as exc:
         print(exc.one_line(), file=sys.stderr)
         if args.format == "json":
-            print(_render({"format_version": 1, "command": args.command, "ok": False, "error": exc.as_dict()}, "json"), end="")
+            print(
+                _render({"format_version": 1, "command": args.command, "ok": False, "error": exc.as_dict()}, "json"),
+                end="",
+            )
         return EXIT_FAIL
     except KeyboardInterrupt:
         print("error[interrupted]: interrupted", file=sys.stderr)

@@ -42,9 +42,6 @@ class CreateFile:
             "sha256": self.sha256,
         }
 
-    def describe(self) -> str:
-        return f"create {self.path} as a copy of {self.source} (mode {self.mode:04o}, owner {self.uid}:{self.gid})"
-
     def reverse(self) -> RemoveFile:
         return RemoveFile(path=self.path, sha256=self.sha256)
 
@@ -60,9 +57,6 @@ class RemoveFile:
     def as_dict(self) -> dict:
         return {"action": self.kind, "path": self.path, "sha256": self.sha256}
 
-    def describe(self) -> str:
-        return f"remove {self.path}"
-
 
 @attrs.frozen
 class RemoveTemp:
@@ -73,12 +67,6 @@ class RemoveTemp:
 
     def as_dict(self) -> dict:
         return {"action": self.kind, "path": self.path}
-
-    def describe(self) -> str:
-        return f"remove the leftover staging file {self.path}"
-
-    def reverse(self) -> None:
-        return None  # nothing to restore: the file was never part of the node
 
 
 @attrs.frozen
@@ -100,9 +88,6 @@ class RetireSetting:
             "line": self.line,
         }
 
-    def describe(self) -> str:
-        return f"retire '{self.setting}: {self.old_value}' (line {self.line} of {self.path})"
-
     def reverse(self) -> RestoreConfig:
         return RestoreConfig(path=self.path)
 
@@ -119,9 +104,6 @@ class AddSetting:
     def as_dict(self) -> dict:
         return {"action": self.kind, "path": self.path, "setting": self.setting, "value": self.value}
 
-    def describe(self) -> str:
-        return f"add '{self.setting}: {self.value}' at the end of {self.path}"
-
     def reverse(self) -> RestoreConfig:
         return RestoreConfig(path=self.path)
 
@@ -136,9 +118,6 @@ class RestoreConfig:
     def as_dict(self) -> dict:
         return {"action": self.kind, "path": self.path}
 
-    def describe(self) -> str:
-        return f"restore {self.path} from the copy saved before the migration"
-
 
 @attrs.frozen
 class CompleteJournal:
@@ -148,9 +127,6 @@ class CompleteJournal:
 
     def as_dict(self) -> dict:
         return {"action": self.kind}
-
-    def describe(self) -> str:
-        return "record the interrupted migration as complete"
 
 
 Action = Union[CreateFile, RemoveTemp, RetireSetting, AddSetting, CompleteJournal]
@@ -260,7 +236,9 @@ def load_saved_plan(data: bytes, source: str) -> dict:
     try:
         saved = json.loads(data)
     except ValueError:
-        raise PlanError(f"{source} is not a plan file (not JSON)", id="plan-invalid", hint="write one with plan --out") from None
+        raise PlanError(
+            f"{source} is not a plan file (not JSON)", id="plan-invalid", hint="write one with plan --out"
+        ) from None
     if not isinstance(saved, dict) or saved.get("format_version") != FORMAT_VERSION or "fingerprint" not in saved:
         raise PlanError(
             f"{source} is not a plan file of format version {FORMAT_VERSION}",

@@ -32,6 +32,7 @@ def staging_path(path):
     """The staging name of ``path`` (a ``pathlib.Path``): a dot file beside it."""
     return path.with_name(f".{path.name}{TEMP_SUFFIX}")
 
+
 # Reading limits: no managed file is loaded whole beyond these.
 MAX_PEM_BYTES = 1 << 20  # 1 MiB: a key plus a long chain is a few tens of KiB
 MAX_CONFIG_BYTES = 8 << 20  # 8 MiB: a real xconfiguration dump is well under 1 MiB

@@ -158,4 +158,3 @@ def rehearse_sample(name: str) -> Rehearsal:
 
     report = rehearse_tree(sample_tree(name), SAMPLE_ROOT)
     return attrs.evolve(report, node=f"sample:{name}")
-

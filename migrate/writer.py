@@ -149,7 +149,9 @@ def _failed(layout: Layout, exc: Exception) -> ApplyError:
     reason = exc.message if isinstance(exc, MigrateError) else f"{type(exc).__name__}: {exc}"
     log.error("apply_failed", reason=reason)
     if not os.path.lexists(layout.journal):  # it failed before its first change to the node
-        return ApplyError(f"apply failed ({reason}); the node was not changed", hint="fix the cause and run apply again")
+        return ApplyError(
+            f"apply failed ({reason}); the node was not changed", hint="fix the cause and run apply again"
+        )
     try:
         _rollback_locked(layout, force=False)
     except Exception as undo:  # the journal stays: rollback or apply can finish later
@@ -181,7 +183,7 @@ def _execute(layout: Layout, snap: Snapshot, plan: Plan) -> None:
     record["actions"] += entries
     journal.save(layout, record)
     config_done = False
-    for action, entry in zip(work, entries):
+    for action, entry in zip(work, entries, strict=True):
         if isinstance(action, RemoveTemp):
             fsops.remove_file(layout.resolve(action.path))
         elif isinstance(action, CreateFile):
@@ -303,7 +305,9 @@ def _undo_steps(layout: Layout, snap: Snapshot, record: dict) -> tuple[list, lis
     steps: list = [RemoveTemp(path=temp.path) for temp in snap.temps]
     conflicts = []
     for entry in reversed(journal.created_files(record)):
-        state = by_path.get(entry["path"]) or read_capped(layout.resolve(entry["path"]), policy.MAX_PEM_BYTES, entry["path"])
+        state = by_path.get(entry["path"]) or read_capped(
+            layout.resolve(entry["path"]), policy.MAX_PEM_BYTES, entry["path"]
+        )
         if not state.exists:
             continue
         if state.kind == "file" and state.sha256 == entry["sha256"]:
