@@ -179,7 +179,7 @@ def _file_findings(analysis: Analysis, rule: policy.FileRule, warn_days: int) ->
                     INFO,
                     path,
                     "no SSH tunnel identity (server-ssh.pem): no client-ssh.pem will be created",
-                    "",
+                    "nothing to do unless this node carries SSH tunnels (MRA): then restore server-ssh.pem first",
                 )
             ]
         return []
@@ -409,7 +409,11 @@ def _client_store_findings(analysis: Analysis) -> list[Finding]:
     out = []
     for rule in policy.CLIENT_FILES:
         state, source = snap.files[rule.name], snap.files[rule.counterpart]
-        if state.kind != "file" or source.data is None or state.data == source.data:
+        if state.kind != "file" or source.data is None:
+            continue
+        if state.data == source.data:
+            if not established:  # a copy the migration would keep as it is: it must already be right
+                out += _client_policy_findings(rule, state, source)
             continue
         if established:
             out.append(
@@ -418,7 +422,7 @@ def _client_store_findings(analysis: Analysis) -> list[Finding]:
                     INFO,
                     state.path,
                     f"{rule.name} differs from {rule.counterpart}: the client store has its own identity",
-                    "",
+                    "nothing to do: the migration leaves the client store as it is",
                 )
             )
         else:
@@ -536,7 +540,7 @@ def _config_findings(analysis: Analysis) -> list[Finding]:
                 INFO,
                 path,
                 "EnableServerEkuUpload is set; X15.5 retires it and the migration removes the line",
-                "",
+                "nothing to do: apply removes the line, rollback restores it",
             )
         )
     checking = analysis.setting(policy.CHECKING_SETTING)
@@ -568,7 +572,7 @@ def _config_findings(analysis: Analysis) -> list[Finding]:
                 INFO,
                 path,
                 "EKU Checking Mode is Off: inbound SIP TLS skips the clientAuth check, but the SSH tunnels still require clientAuth",
-                "",
+                "turning the check off is not a fix: give the Core a client certificate with clientAuth",
             )
         )
     return out
@@ -613,6 +617,33 @@ def _state_findings(snap: Snapshot) -> list[Finding]:
 # --- Verification -------------------------------------------------------------
 
 
+def _client_policy_findings(rule: policy.FileRule, state: FileState, source: FileState) -> list[Finding]:
+    """A client file's mode must be the policy's, its owner its counterpart's."""
+    out = []
+    if state.mode != rule.mode:
+        out.append(
+            Finding(
+                "client-file-mode",
+                BLOCKER,
+                state.path,
+                f"{rule.name} has mode {state.mode:04o}, the policy says {rule.mode:04o}",
+                f"chmod {rule.mode:04o} {state.path}",
+            )
+        )
+    if (state.uid, state.gid) != (source.uid, source.gid):
+        out.append(
+            Finding(
+                "client-file-owner",
+                BLOCKER,
+                state.path,
+                f"{rule.name} is owned by {state.uid}:{state.gid}, its counterpart {rule.counterpart} by "
+                f"{source.uid}:{source.gid}",
+                f"chown {source.uid}:{source.gid} {state.path}",
+            )
+        )
+    return out
+
+
 def verify(analysis: Analysis) -> tuple[Finding, ...]:
     """Every way the node falls short of the X15.5 invariants; empty when they hold."""
     snap = analysis.snapshot
@@ -625,27 +656,7 @@ def verify(analysis: Analysis) -> tuple[Finding, ...]:
             if state.kind == "missing":
                 out.append(Finding("client-file-missing", BLOCKER, state.path, f"{rule.name} is missing", "run apply"))
             continue
-        if state.mode != rule.mode:
-            out.append(
-                Finding(
-                    "client-file-mode",
-                    BLOCKER,
-                    state.path,
-                    f"{rule.name} has mode {state.mode:04o}, the policy says {rule.mode:04o}",
-                    f"chmod {rule.mode:04o} {state.path}",
-                )
-            )
-        if (state.uid, state.gid) != (source.uid, source.gid):
-            out.append(
-                Finding(
-                    "client-file-owner",
-                    BLOCKER,
-                    state.path,
-                    f"{rule.name} is owned by {state.uid}:{state.gid}, its counterpart {rule.counterpart} by "
-                    f"{source.uid}:{source.gid}",
-                    f"chown {source.uid}:{source.gid} {state.path}",
-                )
-            )
+        out += _client_policy_findings(rule, state, source)
     if analysis.setting(policy.RETIRED_SETTING):
         out.append(
             Finding(

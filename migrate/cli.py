@@ -76,16 +76,13 @@ def _configure_logging(fmt: str, verbosity: int) -> None:
     import structlog
 
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
+    processors = [structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True)]
     if fmt == "json":
-        renderer = structlog.processors.JSONRenderer()
+        processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        processors.append(structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
@@ -272,6 +269,15 @@ def _render(doc: dict, fmt: str) -> str:
     return render(doc, fmt)
 
 
+def _report_error(exc, args, code: int = EXIT_FAIL) -> int:
+    """One line on stderr; with ``--format json`` also the error object on stdout."""
+    print(exc.one_line(), file=sys.stderr)
+    if args.format == "json":
+        doc = {"format_version": 1, "command": args.command, "ok": False, "error": exc.as_dict()}
+        sys.stdout.write(_render(doc, "json"))
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     parser = _parser()
@@ -285,25 +291,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         doc, code = COMMANDS[args.command](args)
     except MigrateError as exc:
-        print(exc.one_line(), file=sys.stderr)
-        if args.format == "json":
-            print(
-                _render({"format_version": 1, "command": args.command, "ok": False, "error": exc.as_dict()}, "json"),
-                end="",
-            )
-        return EXIT_FAIL
+        return _report_error(exc, args)
     except KeyboardInterrupt:
-        print("error[interrupted]: interrupted", file=sys.stderr)
-        return 130
+        return _report_error(MigrateError("interrupted", id="interrupted", hint="run status to see the node's state"), args, 130)
     except Exception as exc:  # a defect, not the user's mistake: one line, the traceback at -vv
         import structlog
 
         structlog.get_logger(__name__).debug("internal_error", exc_info=True)
-        print(
-            f"error[internal-error]: {type(exc).__name__}: {exc} -- hint: this is a defect; run with -vv for the traceback and report it",
-            file=sys.stderr,
+        error = MigrateError(
+            f"{type(exc).__name__}: {exc}",
+            id="internal-error",
+            hint="this is a defect; run with -vv for the traceback and report it",
         )
-        return EXIT_FAIL
+        return _report_error(error, args)
     sys.stdout.write(_render(doc, args.format))
     return code
 

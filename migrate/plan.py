@@ -235,7 +235,7 @@ def load_saved_plan(data: bytes, source: str) -> dict:
     """A plan file written by ``plan --out``: its JSON, checked for shape."""
     try:
         saved = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise PlanError(
             f"{source} is not a plan file (not JSON)", id="plan-invalid", hint="write one with plan --out"
         ) from None

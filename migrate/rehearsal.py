@@ -84,11 +84,23 @@ def fake_filesystem() -> Iterator[object]:
 
 def rehearse_tree(tree: dict, root: str) -> Rehearsal:
     """Write ``tree`` at ``root`` in a fresh fake file system and rehearse the upgrade there."""
-    from .tree import write_tree
+    import posixpath
 
-    with fake_filesystem():
-        write_tree(tree, root)
+    from .tree import WRITABLE_KINDS, write_tree
+
+    special = {rel: entry for rel, entry in tree.items() if entry.kind not in WRITABLE_KINDS}
+    with fake_filesystem() as fs:
+        write_tree({rel: entry for rel, entry in tree.items() if rel not in special}, root)
+        # FIFOs, sockets and devices: pyfakefs keeps them as entries of their kind, never opened.
+        for rel, entry in special.items():
+            kind_bits = _SPECIAL_KINDS.get(entry.kind)
+            if kind_bits is not None:  # the fake file system's own API: a local `import os` would be the real one
+                fake = fs.create_file(posixpath.join(root, rel), st_mode=kind_bits | entry.mode)
+                fake.st_uid, fake.st_gid = entry.uid, entry.gid
         return rehearse(root)
+
+
+_SPECIAL_KINDS = {"fifo": 0o010000, "socket": 0o140000, "device": 0o020000}  # S_IFIFO, S_IFSOCK, S_IFCHR
 
 
 def rehearse(root: str) -> Rehearsal:

@@ -212,7 +212,7 @@ class Snapshot:
             return None
         try:
             data = json.loads(self.journal.data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             return None
         return data if isinstance(data, dict) else None
 
