@@ -347,9 +347,7 @@ def chain_problem(certs: Sequence[CertInfo]) -> str | None:
     """
     for number in range(1, len(certs)):
         child, parent = certs[number - 1], certs[number]
-        did_not = (
-            f"certificate {number + 1} ({parent.subject}) did not issue certificate {number} ({child.subject})"
-        )
+        did_not = f"certificate {number + 1} ({parent.subject}) did not issue certificate {number} ({child.subject})"
         child_x509, parent_x509 = _x509(child.der), _x509(parent.der)
         if child_x509.issuer != parent_x509.subject:
             return f"{did_not}: certificate {number} names {child.issuer} as its issuer"

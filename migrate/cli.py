@@ -293,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     except MigrateError as exc:
         return _report_error(exc, args)
     except KeyboardInterrupt:
-        return _report_error(MigrateError("interrupted", id="interrupted", hint="run status to see the node's state"), args, 130)
+        return _report_error(
+            MigrateError("interrupted", id="interrupted", hint="run status to see the node's state"), args, 130
+        )
     except Exception as exc:  # a defect, not the user's mistake: one line, the traceback at -vv
         import structlog
 

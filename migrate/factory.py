@@ -163,9 +163,7 @@ class Identity:
             private_format = serialization.PrivateFormat.TraditionalOpenSSL
         else:
             raise ValueError(f"unknown key format {format!r}; expected one of {', '.join(KEY_FORMATS)}")
-        encryption = (
-            serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
-        )
+        encryption = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
         return self._key.private_bytes(serialization.Encoding.PEM, private_format, encryption)
 
     def bundle_pem(self, format: str = "pkcs8") -> bytes:

@@ -113,8 +113,12 @@ def make_dir(path: Path, mode: int = 0o700) -> bool:
         if os.path.islink(path) or not os.path.isdir(path):
             raise
         return False
-    os.chmod(path, mode)
-    fsync_dir(path.parent)
+    try:
+        os.chmod(path, mode)
+        fsync_dir(path.parent)
+    except Exception:
+        remove_dir(path)
+        raise
     return True
 
 

@@ -16,10 +16,9 @@ import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
-import attrs
 import structlog
 
-from . import fsops
+from . import fsops, policy
 from .errors import JournalError, LockError
 from .scan import Layout, Snapshot
 
@@ -82,18 +81,32 @@ def save(layout: Layout, journal: dict) -> None:
     fsops.replace_file(layout.journal, data, mode=0o600)
 
 
-@attrs.define
-class NodeLock:
-    """A held lock on a node's migration state; ``created_dir`` says if taking it made the state directory."""
+def acquire(layout: Layout) -> int:
+    """Take the node's migration lock and return its descriptor (close it to release).
 
-    fd: int
-    created_dir: bool
+    Raises :class:`LockError` at once if another run holds it, or the
+    ``OSError`` of a failed file-system call, after removing what this call made.
+    """
+    created, fd = False, None
+    try:
+        created = fsops.make_dir(layout.state_dir, 0o700)
+        fd = _lock_fd(layout)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except LockError:
+        raise
+    except Exception:
+        if fd is not None:
+            os.close(fd)
+        if created:  # nobody else can be using a directory this call made and failed in
+            fsops.remove_file(layout.lock)
+            fsops.remove_dir(layout.state_dir)
+        raise
+    log.debug("lock_taken", path=str(layout.lock))
+    return fd
 
 
-@contextlib.contextmanager
-def locked(layout: Layout) -> Iterator[NodeLock]:
-    """Hold the node's migration lock, or raise :class:`LockError` at once if another run has it."""
-    created = fsops.make_dir(layout.state_dir, 0o700)
+def _lock_fd(layout: Layout) -> int:
     for _ in range(10):
         fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
         try:
@@ -114,22 +127,33 @@ def locked(layout: Layout) -> Iterator[NodeLock]:
         except FileNotFoundError:
             same = False
         if same:
-            break
+            return fd
         os.close(fd)
         fsops.make_dir(layout.state_dir, 0o700)
-    else:  # pragma: no cover - needs ten lost races in a row
-        raise LockError("could not take the node's lock", path=layout.rel(layout.lock), hint="run the command again")
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    log.debug("lock_taken", path=str(layout.lock))
+    raise LockError(  # pragma: no cover - needs ten lost races in a row
+        "could not take the node's lock", path=layout.rel(layout.lock), hint="run the command again"
+    )
+
+
+@contextlib.contextmanager
+def locked(layout: Layout) -> Iterator[int]:
+    """Hold the node's migration lock for the ``with`` block (see :func:`acquire`)."""
+    fd = acquire(layout)
     try:
-        yield NodeLock(fd=fd, created_dir=created)
+        yield fd
     finally:
         os.close(fd)
 
 
+def clear_staging(layout: Layout) -> None:
+    """Remove staging copies of the journal and the config copy that a killed run left behind."""
+    fsops.remove_file(policy.staging_path(layout.journal))
+    fsops.remove_file(policy.staging_path(layout.config_backup))
+
+
 def remove_state(layout: Layout) -> None:
     """Remove the state directory's files and the directory itself; the journal goes last but the lock."""
+    clear_staging(layout)
     fsops.remove_file(layout.config_backup)
     fsops.remove_file(layout.journal)
     fsops.remove_file(layout.lock)

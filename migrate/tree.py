@@ -30,6 +30,7 @@ KINDS = ("file", "dir", "symlink", "fifo", "socket", "device", "other")
 # Kinds write_tree can create.
 WRITABLE_KINDS = ("file", "dir", "symlink")
 
+
 def _data_repr(data: bytes | None) -> str:
     # Files may hold private keys: show a size and a digest, never the bytes.
     if data is None:

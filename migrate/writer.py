@@ -8,7 +8,10 @@ so the node is returned to X15.4 before the command exits.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import attrs
@@ -76,6 +79,21 @@ def _require_root(command: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def _locked(layout: Layout, failure: MigrateError) -> Iterator[None]:
+    """Hold the node's lock; a file-system error while taking it becomes ``failure`` (the node is unchanged)."""
+    try:
+        fd = journal.acquire(layout)
+    except OSError as exc:
+        failure.message = f"{failure.message} ({os.strerror(exc.errno or errno.EIO)}); the node was not changed"
+        failure.hint = "check that the file system is writable and has free space, then run the command again"
+        raise failure from exc
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
 def _refuse_blockers(plan: Plan) -> None:
     found = checks.blockers(plan.findings)
     if found:
@@ -102,7 +120,7 @@ def apply(layout: Layout, *, saved_plan: dict | None = None, warn_days: int = po
     if not plan.actions:
         return _proved(layout, "apply", "already-migrated", ())
     _require_root("apply")
-    with journal.locked(layout):
+    with _locked(layout, ApplyError("apply could not take the node's lock", id="apply-failed")):
         try:
             analysis, locked_plan = _analyse(layout, warn_days)
             if locked_plan.fingerprint != plan.fingerprint:
@@ -168,6 +186,7 @@ def _failed(layout: Layout, exc: Exception) -> ApplyError:
 
 def _execute(layout: Layout, snap: Snapshot, plan: Plan) -> None:
     """Carry out ``plan`` on the node ``snap`` describes, journal first."""
+    journal.clear_staging(layout)
     config_actions = plan.config_actions
     new_config = edited_config(snap.config.data, config_actions) if config_actions else None
     if snap.journal.exists:
@@ -242,7 +261,7 @@ def rollback(layout: Layout, *, force: bool = False) -> Outcome:
         if state == checks.X154:
             if snap.state_dir.kind == "dir":  # left by a run that died before its first change
                 _require_root("rollback")
-                with journal.locked(layout):
+                with _locked(layout, RollbackError("rollback could not take the node's lock", id="rollback-failed")):
                     if not os.path.lexists(layout.journal):
                         journal.remove_state(layout)
             return Outcome(command="rollback", node=str(layout.root), result="nothing-to-do")
@@ -254,7 +273,7 @@ def rollback(layout: Layout, *, force: bool = False) -> Outcome:
         )
     journal.load(snap)
     _require_root("rollback")
-    with journal.locked(layout):
+    with _locked(layout, RollbackError("rollback could not take the node's lock", id="rollback-failed")):
         if not os.path.lexists(layout.journal):  # another run finished the rollback meanwhile
             journal.remove_state(layout)
             return Outcome(command="rollback", node=str(layout.root), result="nothing-to-do")

@@ -15,7 +15,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from migrate import certs, policy
 from migrate.certs import (
     ANY_EKU,
-    CertInfo,
     KeyInfo,
     PemBlock,
     chain_problem,
@@ -43,7 +42,9 @@ PEM = serialization.Encoding.PEM
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example")])
+    return x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example")]
+    )
 
 
 def _cert(cn, key, *, issuer=None, issuer_key=None, eku=BOTH, ca=False, serial=1000) -> x509.Certificate:
@@ -110,7 +111,9 @@ def pki() -> Pki:
     leaf_key = rsa.generate_private_key(65537, 2048)
     other_key = ec.generate_private_key(ec.SECP256R1())
     root = _cert("Example CA1", root_key, eku=None, ca=True, serial=1)
-    inter = _cert("Example Issuing CA", inter_key, issuer=root.subject, issuer_key=root_key, eku=None, ca=True, serial=2)
+    inter = _cert(
+        "Example Issuing CA", inter_key, issuer=root.subject, issuer_key=root_key, eku=None, ca=True, serial=2
+    )
 
     def leaf_with(eku, serial):
         return _cert("core.example.com", leaf_key, issuer=inter.subject, issuer_key=inter_key, eku=eku, serial=serial)
@@ -158,7 +161,10 @@ class TestPemBlocks:
             (b"-----BEGIN CERTIFICATE-----\nAA\xffA\n-----END CERTIFICATE-----\n", "pem-malformed"),
             (b"-----BEGIN CERTIFICATE-----\n\n-----END CERTIFICATE-----\n", "pem-malformed"),
             (b"-----BEGIN CERTIFICATE-----AAAA\n-----END CERTIFICATE-----\n", "pem-malformed"),
-            (b"-----BEGIN CERTIFICATE-----\nProc-Type: 4,ENCRYPTED\nAAAA\n-----END CERTIFICATE-----\n", "pem-malformed"),
+            (
+                b"-----BEGIN CERTIFICATE-----\nProc-Type: 4,ENCRYPTED\nAAAA\n-----END CERTIFICATE-----\n",
+                "pem-malformed",
+            ),
             (
                 b"-----BEGIN CERTIFICATE-----\nAAAA\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
                 "pem-malformed",
@@ -229,7 +235,9 @@ class TestPemBlocks:
     def test_legacy_headers_recorded(self):
         """Proc-Type and DEK-Info headers of a legacy encrypted key are recorded and mark it encrypted."""
         key = rsa.generate_private_key(65537, 1024)
-        data = _key_pem(key, serialization.PrivateFormat.TraditionalOpenSSL, serialization.BestAvailableEncryption(b"pw"))
+        data = _key_pem(
+            key, serialization.PrivateFormat.TraditionalOpenSSL, serialization.BestAvailableEncryption(b"pw")
+        )
         (block,) = pem_blocks(data.replace(b"\n", b"\r\n"))
         assert [name for name, _ in block.headers] == ["Proc-Type", "DEK-Info"]
         assert block.headers[0][1] == "4,ENCRYPTED"
@@ -242,7 +250,10 @@ class TestPemBlocks:
 
     def test_repr_hides_body(self):
         """A block's repr gives the body's length, not its bytes."""
-        assert repr(PemBlock("PRIVATE KEY", b"\xde\xad\xbe\xef")) == "PemBlock(label='PRIVATE KEY', der=<4 bytes>, headers=())"
+        assert (
+            repr(PemBlock("PRIVATE KEY", b"\xde\xad\xbe\xef"))
+            == "PemBlock(label='PRIVATE KEY', der=<4 bytes>, headers=())"
+        )
 
 
 # --- Certificates -------------------------------------------------------------------
@@ -325,7 +336,10 @@ class TestEku:
         [
             (None, ()),
             (frozenset({CLIENT, SERVER}), ("serverAuth", "clientAuth")),
-            (frozenset({"1.3.6.1.5.5.7.3.4", SERVER, "1.3.6.1.5.5.7.3.3"}), ("serverAuth", "1.3.6.1.5.5.7.3.3", "1.3.6.1.5.5.7.3.4")),
+            (
+                frozenset({"1.3.6.1.5.5.7.3.4", SERVER, "1.3.6.1.5.5.7.3.3"}),
+                ("serverAuth", "1.3.6.1.5.5.7.3.3", "1.3.6.1.5.5.7.3.4"),
+            ),
             (frozenset({ANY_EKU}), ("anyExtendedKeyUsage",)),
         ],
     )
@@ -339,9 +353,15 @@ class TestDescribe:
     @pytest.mark.parametrize(
         ("which", "text"),
         [
-            ("leaf", "CN=core.example.com, issued by CN=Example Issuing CA, expires 2031-01-01, EKU serverAuth+clientAuth"),
+            (
+                "leaf",
+                "CN=core.example.com, issued by CN=Example Issuing CA, expires 2031-01-01, EKU serverAuth+clientAuth",
+            ),
             ("server_only", "CN=core.example.com, issued by CN=Example Issuing CA, expires 2031-01-01, EKU serverAuth"),
-            ("no_eku", "CN=core.example.com, issued by CN=Example Issuing CA, expires 2031-01-01, EKU none (unrestricted)"),
+            (
+                "no_eku",
+                "CN=core.example.com, issued by CN=Example Issuing CA, expires 2031-01-01, EKU none (unrestricted)",
+            ),
         ],
     )
     def test_describe(self, pki, which, text):
@@ -397,7 +417,9 @@ class TestChainProblem:
 
     def test_impostor_signature(self, pki):
         """An issuer with the right name but another key is caught by the signature check."""
-        impostor = _cert("Example Issuing CA", pki.other_key, issuer=pki.root.subject, issuer_key=pki.root_key, eku=None, ca=True)
+        impostor = _cert(
+            "Example Issuing CA", pki.other_key, issuer=pki.root.subject, issuer_key=pki.root_key, eku=None, ca=True
+        )
         problem = chain_problem(load_certificates(_pem(pki.leaf) + _pem(impostor)))
         assert problem is not None
         assert "signature" in problem
@@ -420,18 +442,54 @@ class TestLoadPrivateKey:
     @pytest.mark.parametrize(
         ("make", "fmt", "label", "expected"),
         [
-            (lambda: rsa.generate_private_key(65537, 2048), TRADITIONAL, "RSA PRIVATE KEY", ("rsa", 2048, None, "pkcs1")),
+            (
+                lambda: rsa.generate_private_key(65537, 2048),
+                TRADITIONAL,
+                "RSA PRIVATE KEY",
+                ("rsa", 2048, None, "pkcs1"),
+            ),
             (lambda: rsa.generate_private_key(65537, 2048), PKCS8, "PRIVATE KEY", ("rsa", 2048, None, "pkcs8")),
-            (lambda: ec.generate_private_key(ec.SECP256R1()), TRADITIONAL, "EC PRIVATE KEY", ("ec", 256, "secp256r1", "sec1")),
+            (
+                lambda: ec.generate_private_key(ec.SECP256R1()),
+                TRADITIONAL,
+                "EC PRIVATE KEY",
+                ("ec", 256, "secp256r1", "sec1"),
+            ),
             (lambda: ec.generate_private_key(ec.SECP384R1()), PKCS8, "PRIVATE KEY", ("ec", 384, "secp384r1", "pkcs8")),
             (lambda: ec.generate_private_key(ec.SECP521R1()), PKCS8, "PRIVATE KEY", ("ec", 521, "secp521r1", "pkcs8")),
             (lambda: ed25519.Ed25519PrivateKey.generate(), PKCS8, "PRIVATE KEY", ("ed25519", 256, None, "pkcs8")),
             (lambda: ed448.Ed448PrivateKey.generate(), PKCS8, "PRIVATE KEY", ("ed448", 456, None, "pkcs8")),
-            (lambda: dsa.generate_private_key(1024), TRADITIONAL, "DSA PRIVATE KEY", ("dsa", 1024, None, "openssl-dsa")),
-            (lambda: ed25519.Ed25519PrivateKey.generate(), OPENSSH, "OPENSSH PRIVATE KEY", ("ed25519", 256, None, "openssh")),
-            (lambda: ec.generate_private_key(ec.SECP256R1()), OPENSSH, "OPENSSH PRIVATE KEY", ("ec", 256, "secp256r1", "openssh")),
+            (
+                lambda: dsa.generate_private_key(1024),
+                TRADITIONAL,
+                "DSA PRIVATE KEY",
+                ("dsa", 1024, None, "openssl-dsa"),
+            ),
+            (
+                lambda: ed25519.Ed25519PrivateKey.generate(),
+                OPENSSH,
+                "OPENSSH PRIVATE KEY",
+                ("ed25519", 256, None, "openssh"),
+            ),
+            (
+                lambda: ec.generate_private_key(ec.SECP256R1()),
+                OPENSSH,
+                "OPENSSH PRIVATE KEY",
+                ("ec", 256, "secp256r1", "openssh"),
+            ),
         ],
-        ids=["rsa-pkcs1", "rsa-pkcs8", "ec-sec1", "p384-pkcs8", "p521-pkcs8", "ed25519", "ed448", "dsa", "ssh-ed25519", "ssh-ec"],
+        ids=[
+            "rsa-pkcs1",
+            "rsa-pkcs8",
+            "ec-sec1",
+            "p384-pkcs8",
+            "p521-pkcs8",
+            "ed25519",
+            "ed448",
+            "dsa",
+            "ssh-ed25519",
+            "ssh-ec",
+        ],
     )
     def test_formats(self, make, fmt, label, expected):
         """Each key format and algorithm parses to its algorithm, size, curve, format and public half."""
@@ -549,7 +607,13 @@ class TestLoadPrivateKey:
     def test_no_private_material(self, rsa4096_pem):
         """KeyInfo holds only public facts and its repr shows no key bytes."""
         info = load_private_key(rsa4096_pem)
-        assert [field.name for field in attrs.fields(KeyInfo)] == ["algorithm", "bits", "curve", "public_key_der", "format"]
+        assert [field.name for field in attrs.fields(KeyInfo)] == [
+            "algorithm",
+            "bits",
+            "curve",
+            "public_key_der",
+            "format",
+        ]
         assert repr(info) == "KeyInfo(algorithm='rsa', bits=4096, curve=None, format='pkcs1')"
 
 
@@ -608,4 +672,3 @@ class TestKeyMatches:
         info = load_private_key(_key_pem(getattr(pki, key)))
         (cert_info,) = load_certificates(_pem(getattr(pki, cert)))
         assert key_matches(info, cert_info) is matches
-

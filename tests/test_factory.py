@@ -305,7 +305,9 @@ class TestBuildNode:
         ca1, ca2 = make_ca("CA1"), make_ca("CA2", public=True)
         ident = issue(ca1, "core.example.com")
         tree = read_tree(build_node("/n", NodeSpec(identity=ident, trusted=[ca1, ca2])))
-        certs = {name: tree[f"{CERTS}/{name}"].data for name in ("server.pem", "privkey.pem", "server-ssh.pem", "ca.pem")}
+        certs = {
+            name: tree[f"{CERTS}/{name}"].data for name in ("server.pem", "privkey.pem", "server-ssh.pem", "ca.pem")
+        }
         assert certs["server.pem"] == ident.cert_pem + ca1.cert_pem
         assert certs["privkey.pem"] == ident.key_pem()
         assert certs["server-ssh.pem"] == ident.key_pem() + ident.cert_pem

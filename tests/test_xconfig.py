@@ -13,10 +13,10 @@ RETIRED = policy.RETIRED_SETTING.encode()
 CHECKING = policy.CHECKING_SETTING.encode()
 
 SAMPLE = (
-    b"*c xConfiguration Administration HTTPS Mode: \"On\"\n"
+    b'*c xConfiguration Administration HTTPS Mode: "On"\n'
     b"*c xConfiguration XCP TLS Certificate CVS EnableServerEkuUpload: On\n"
-    b"*c xConfiguration SIP TLS Certificate ExtendedKeyUsage Checking Mode: \"On\"\n"
-    b"*c xConfiguration Zones Zone 6 DNS SIP TLS Verify Mode: \"On\"\n"
+    b'*c xConfiguration SIP TLS Certificate ExtendedKeyUsage Checking Mode: "On"\n'
+    b'*c xConfiguration Zones Zone 6 DNS SIP TLS Verify Mode: "On"\n'
     b"OK\n"
 )
 
@@ -69,14 +69,18 @@ class TestParse:
         ("line", "name", "value"),
         [
             (b"*c xConfiguration XCP TLS Certificate CVS EnableServerEkuUpload: On", policy.RETIRED_SETTING, "On"),
-            (b'*c xConfiguration SIP TLS Certificate ExtendedKeyUsage Checking Mode: "On"', policy.CHECKING_SETTING, "On"),
-            (b'*c xConfiguration Logging Level: 1', "Logging Level", "1"),
+            (
+                b'*c xConfiguration SIP TLS Certificate ExtendedKeyUsage Checking Mode: "On"',
+                policy.CHECKING_SETTING,
+                "On",
+            ),
+            (b"*c xConfiguration Logging Level: 1", "Logging Level", "1"),
             (b'*c xConfiguration SystemUnit Name: ""', "SystemUnit Name", ""),
             (b'*c xConfiguration SystemUnit Name: "a "quoted" b"', "SystemUnit Name", 'a "quoted" b'),
             (b'*c xConfiguration SystemUnit Name: "unbalanced', "SystemUnit Name", '"unbalanced'),
             (b'*c xConfiguration SystemUnit Name: "', "SystemUnit Name", '"'),
             (b'*c xConfiguration SystemUnit Name: ""On""', "SystemUnit Name", '"On"'),
-            (b"*c xConfiguration Policy Url: \"http://x:8080/a: b\"", "Policy Url", "http://x:8080/a: b"),
+            (b'*c xConfiguration Policy Url: "http://x:8080/a: b"', "Policy Url", "http://x:8080/a: b"),
             (b"*c xConfiguration Mode:  On", "Mode", "On"),
             (b"*c xConfiguration Mode: ", "Mode", ""),
         ],
@@ -142,9 +146,9 @@ class TestParse:
 
     def test_raw_is_the_line_without_its_ending(self):
         """``raw`` holds the line's exact bytes, quotes and trailing blanks included, without CR or LF."""
-        data = b"OK\r\n*c  xConfiguration A B:  \"On\" \t\r\nrest"
+        data = b'OK\r\n*c  xConfiguration A B:  "On" \t\r\nrest'
         (setting,) = xconfig.parse(data)
-        assert setting.raw == b"*c  xConfiguration A B:  \"On\" \t"
+        assert setting.raw == b'*c  xConfiguration A B:  "On" \t'
 
     @pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
     def test_reads_every_ending_and_a_last_line_without_one(self, ending):
@@ -212,9 +216,9 @@ class TestFind:
         data = (
             b"*c xConfiguration XCP TLS Certificate CVS EnableServerEkuUpload: On\n"
             b"OK\n"
-            b"*c xConfiguration Zones Zone 6 DNS SIP TLS Verify Mode: \"On\"\n"
+            b'*c xConfiguration Zones Zone 6 DNS SIP TLS Verify Mode: "On"\n'
             b"*c xconfiguration xcp tls certificate cvs enableservereku upload: On\n"
-            b"*C XCONFIGURATION XCP TLS CERTIFICATE CVS ENABLESERVEREKUUPLOAD: \"off\"\r\n"
+            b'*C XCONFIGURATION XCP TLS CERTIFICATE CVS ENABLESERVEREKUUPLOAD: "off"\r\n'
             b"  *c xConfiguration XCP TLS Certificate CVS  EnableServerEkuUpload: On"
         )
         found = xconfig.find(xconfig.parse(data), policy.RETIRED_SETTING)
@@ -371,18 +375,13 @@ class TestEdit:
         data = (
             b"OK\r\n"
             b"*c xConfiguration XCP TLS Certificate CVS EnableServerEkuUpload: On\r\n"
-            b"*c xConfiguration Zones Zone 6 DNS SIP TLS Verify Mode: \"On\"  \r\n"
-            b"*c xConfiguration XCP TLS Certificate CVS EnableServerEkuUpload: \"Off\""
+            b'*c xConfiguration Zones Zone 6 DNS SIP TLS Verify Mode: "On"  \r\n'
+            b'*c xConfiguration XCP TLS Certificate CVS EnableServerEkuUpload: "Off"'
         )
         retired = xconfig.find(xconfig.parse(data), policy.RETIRED_SETTING)
         line = xconfig.setting_line(policy.CHECKING_SETTING, policy.CHECKING_DEFAULT)
         out = xconfig.edit(data, remove_lines=[s.line_no for s in retired], append=[line])
-        assert out == (
-            b"OK\r\n"
-            b"*c xConfiguration Zones Zone 6 DNS SIP TLS Verify Mode: \"On\"  \r\n"
-            + line
-            + b"\r\n"
-        )
+        assert out == (b'OK\r\n*c xConfiguration Zones Zone 6 DNS SIP TLS Verify Mode: "On"  \r\n' + line + b"\r\n")
         assert xconfig.find(xconfig.parse(out), policy.RETIRED_SETTING) == ()
         (checking,) = xconfig.find(xconfig.parse(out), policy.CHECKING_SETTING)
         assert xconfig.is_on(checking.value) is True
@@ -393,9 +392,9 @@ class TestEdit:
 
     def test_keeps_odd_bytes(self):
         """Lines with bytes that are not UTF-8, NULs and lone CRs survive untouched."""
-        data = b"\xff\xfe\x00 junk\r\n*c xConfiguration A: On\n\x80\rx\r\n*c xConfiguration B: \"\xe9\"\n"
+        data = b'\xff\xfe\x00 junk\r\n*c xConfiguration A: On\n\x80\rx\r\n*c xConfiguration B: "\xe9"\n'
         out = xconfig.edit(data, remove_lines=[2], append=[b"Z"])
-        assert out == b"\xff\xfe\x00 junk\r\n\x80\rx\r\n*c xConfiguration B: \"\xe9\"\nZ\r\n"
+        assert out == b'\xff\xfe\x00 junk\r\n\x80\rx\r\n*c xConfiguration B: "\xe9"\nZ\r\n'
 
     @pytest.mark.parametrize(
         ("remove", "expected"),
