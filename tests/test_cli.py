@@ -17,7 +17,6 @@ from pathlib import Path
 
 import attrs
 import pytest
-import structlog
 
 from migrate import checks, fsops, journal, policy
 from migrate.cli import main
@@ -94,13 +93,6 @@ class Result:
 
 class Crash(BaseException):
     """A power cut: not an Exception, so it escapes every cleanup handler."""
-
-
-@pytest.fixture(autouse=True)
-def _reset_structlog():
-    """main() points structlog at the captured stderr; do not leave it pointing there."""
-    yield
-    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import pytest
-import structlog
 
 from migrate import policy, rehearsal
 from migrate.cli import main
@@ -21,13 +20,6 @@ CERTS = policy.CERT_DIR
 STATE = policy.STATE_DIR
 STEPS = ["precheck", "plan", "apply", "verify", "re-plan", "re-apply", "rollback", "compare"]
 REHEARSAL_KEYS = {"format_version", "command", "node", "ok", "steps", "plan"}
-
-
-@pytest.fixture(autouse=True)
-def _reset_structlog():
-    """main() points structlog at the captured stderr; do not leave it pointing there."""
-    yield
-    structlog.reset_defaults()
 
 
 @pytest.fixture
