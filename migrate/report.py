@@ -50,7 +50,7 @@ def _verdict(doc: dict) -> str:
 def _summary(doc: dict) -> list[str]:
     command = doc.get("command", "")
     out = []
-    if command in ("plan", "precheck", "status"):
+    if command in ("plan", "precheck"):  # status says it in its verdict
         out.append(f"state: {state_words(doc)}")
     if command in ("apply", "rollback"):
         out.append(f"result: {doc['result']}")
