@@ -357,38 +357,78 @@ def _leaf_findings(analysis: Analysis, rule, material: Material, warn_days: int)
     return out
 
 
-def _identity_findings(analysis: Analysis) -> list[Finding]:
-    """The server key matches server.pem, and server-ssh.pem holds that same identity."""
+@attrs.frozen
+class _Store:
+    """One identity store, for the consistency checks: its files, finding ids and hints."""
+
+    label: str
+    cert: str
+    key: str
+    ssh: str
+    key_id: str
+    ssh_id: str
+    key_hint: str
+    ssh_hint: str
+
+
+_SERVER_STORE = _Store(
+    "server identity",
+    "server.pem",
+    "privkey.pem",
+    "server-ssh.pem",
+    "key-mismatch",
+    "ssh-identity-mismatch",
+    "install the key that belongs to server.pem (or the certificate that belongs to the key)",
+    "regenerate server-ssh.pem from privkey.pem and server.pem, or reinstall the server certificate",
+)
+_CLIENT_STORE = _Store(
+    "client store",
+    "client.pem",
+    "clientprivkey.pem",
+    "client-ssh.pem",
+    "client-key-mismatch",
+    "client-ssh-identity-mismatch",
+    "reinstall the client certificate and its key",
+    "reinstall the client certificate so that the SSH identity is regenerated",
+)
+
+
+def _identity_findings(analysis: Analysis, store: _Store = _SERVER_STORE) -> list[Finding]:
+    """The store's key matches its certificate, and its SSH bundle holds that same identity."""
     from .certs import key_matches
 
-    m = analysis.material
-    snap = analysis.snapshot
-    cert, key, ssh = m.get("server.pem"), m.get("privkey.pem"), m.get("server-ssh.pem")
+    m, files = analysis.material, analysis.snapshot.files
+    usable = {name: m.get(name) is not None and m[name].error is None for name in (store.cert, store.key, store.ssh)}
+    if not usable[store.cert]:
+        return []
+    cert = m[store.cert]
     out = []
-    usable = lambda x: x is not None and x.error is None  # noqa: E731
-    if usable(cert) and usable(key) and not key_matches(key.key, cert.leaf):
+    if usable[store.key] and not key_matches(m[store.key].key, cert.leaf):
         out.append(
             Finding(
-                "key-mismatch",
+                store.key_id,
                 BLOCKER,
-                snap.files["privkey.pem"].path,
-                "privkey.pem does not hold the private key of the certificate in server.pem",
-                "install the key that belongs to server.pem (or the certificate that belongs to the key)",
+                files[store.key].path,
+                f"{store.key} does not hold the private key of the certificate in {store.cert}",
+                store.key_hint,
             )
         )
-    if usable(cert) and usable(ssh):
-        same_key = usable(key) and ssh.key.public_key_der == key.key.public_key_der
+    if usable[store.ssh]:
+        ssh = m[store.ssh]
+        same_key = key_matches(ssh.key, cert.leaf)
+        if usable[store.key]:
+            same_key = same_key and ssh.key.public_key_der == m[store.key].key.public_key_der
         same_cert = ssh.leaf.der == cert.leaf.der
         if not (same_key and same_cert):
-            what = "key" if not same_key else "certificate"
+            what = "identity" if not (same_key or same_cert) else "key" if not same_key else "certificate"
             out.append(
                 Finding(
-                    "ssh-identity-mismatch",
+                    store.ssh_id,
                     BLOCKER,
-                    snap.files["server-ssh.pem"].path,
-                    f"server-ssh.pem holds a different {what} from the server identity (server.pem + privkey.pem); "
+                    files[store.ssh].path,
+                    f"{store.ssh} holds a different {what} from the {store.label} ({store.cert} + {store.key}); "
                     "the migration does not guess which identity the SSH tunnels should carry",
-                    "regenerate server-ssh.pem from privkey.pem and server.pem, or reinstall the server certificate",
+                    store.ssh_hint,
                 )
             )
     return out
@@ -437,40 +477,7 @@ def _client_store_findings(analysis: Analysis) -> list[Finding]:
             )
     if not established:
         return out
-    out += _client_identity_findings(analysis)
-    return out
-
-
-def _client_identity_findings(analysis: Analysis) -> list[Finding]:
-    """The client store is consistent: key matches client.pem, client-ssh.pem holds that identity."""
-    from .certs import key_matches
-
-    m = analysis.material
-    snap = analysis.snapshot
-    cert, key, ssh = m.get("client.pem"), m.get("clientprivkey.pem"), m.get("client-ssh.pem")
-    usable = lambda x: x is not None and x.error is None  # noqa: E731
-    out = []
-    if usable(cert) and usable(key) and not key_matches(key.key, cert.leaf):
-        out.append(
-            Finding(
-                "client-key-mismatch",
-                BLOCKER,
-                snap.files["clientprivkey.pem"].path,
-                "clientprivkey.pem does not hold the private key of the certificate in client.pem",
-                "reinstall the client certificate and its key",
-            )
-        )
-    if usable(cert) and usable(ssh) and usable(key):
-        if ssh.leaf.der != cert.leaf.der or ssh.key.public_key_der != key.key.public_key_der:
-            out.append(
-                Finding(
-                    "client-ssh-identity-mismatch",
-                    BLOCKER,
-                    snap.files["client-ssh.pem"].path,
-                    "client-ssh.pem holds a different identity from the client store (client.pem + clientprivkey.pem)",
-                    "reinstall the client certificate so that the SSH identity is regenerated",
-                )
-            )
+    out += _identity_findings(analysis, _CLIENT_STORE)
     return out
 
 

@@ -95,12 +95,17 @@ def _layout(args):
     return Layout.for_node(args.node, cert_dir=args.cert_dir, config=args.config)
 
 
-def _precheck(args) -> tuple[dict, int]:
+def _make_plan(args, **kwargs):
+    """Scan the node the arguments name, and plan its migration (the dry run)."""
     from . import checks
     from .plan import make_plan
     from .scan import scan
 
-    plan = make_plan(checks.analyse(scan(_layout(args))), warn_days=args.warn_days)
+    return make_plan(checks.analyse(scan(_layout(args))), **kwargs)
+
+
+def _precheck(args) -> tuple[dict, int]:
+    plan = _make_plan(args, warn_days=args.warn_days)
     doc = {
         "format_version": 1,
         "command": "precheck",
@@ -116,11 +121,7 @@ def _precheck(args) -> tuple[dict, int]:
 def _plan(args) -> tuple[dict, int]:
     import json
 
-    from . import checks
-    from .plan import make_plan
-    from .scan import scan
-
-    plan = make_plan(checks.analyse(scan(_layout(args))), warn_days=args.warn_days)
+    plan = _make_plan(args, warn_days=args.warn_days)
     doc = plan.as_dict()
     if args.out:
         _write_user_file(args.out, json.dumps(plan.as_dict(), indent=2).encode() + b"\n")
@@ -196,16 +197,15 @@ def _status(args) -> tuple[dict, int]:
     from .scan import scan
 
     layout = _layout(args)
-    analysis = checks.analyse(scan(layout))
-    state, by_tool = checks.node_state(analysis)
-    plan = make_plan(analysis)
-    record = analysis.snapshot.journal_data
+    snapshot = scan(layout)
+    plan = make_plan(checks.analyse(snapshot))
+    record = snapshot.journal_data
     doc = {
         "format_version": 1,
         "command": "status",
         "node": str(layout.root),
-        "state": state,
-        "migrated_by_tool": by_tool,
+        "state": plan.state,
+        "migrated_by_tool": plan.migrated_by_tool,
         "journal": None if record is None else {k: record.get(k) for k in ("state", "started", "finished", "tool")},
         "pending_actions": len(plan.actions),
         "findings": [f.as_dict() for f in checks.blockers(plan.findings)],

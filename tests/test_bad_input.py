@@ -123,7 +123,9 @@ def _symlinked_certs(root: Path) -> None:
 
 
 NOW = datetime.now(timezone.utc)
-EXPIRED = issue(make_ca("Old CA"), "core.example.com", not_before=NOW - timedelta(days=400), not_after=NOW - timedelta(days=1))
+EXPIRED = issue(
+    make_ca("Old CA"), "core.example.com", not_before=NOW - timedelta(days=400), not_after=NOW - timedelta(days=1)
+)
 SSH_OTHER = NodeSpec(ssh="other")
 
 # (id, spec, how to break the node)

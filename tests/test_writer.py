@@ -381,12 +381,7 @@ class TestRollback:
         """client.pem replaced by other bytes, or a config edited since the migration, makes rollback refuse (rollback-conflict) and change nothing."""
         layout = plant(scenario("edge"), root)
         writer.apply(layout)
-        if changed == CONFIG:
-            with open(os.path.join(root, CONFIG), "ab") as f:
-                f.write(b"*c xConfiguration Logging Level: 2\n")
-        else:
-            with open(os.path.join(root, changed), "wb") as f:
-                f.write(other_cert())
+        _change_after_migration(root, changed)
         edited = read_tree(root)
         with pytest.raises(RollbackError) as caught:
             writer.rollback(layout)
@@ -399,10 +394,7 @@ class TestRollback:
         layout = plant(scenario("edge"), root)
         original = read_tree(root)
         writer.apply(layout)
-        with open(os.path.join(root, changed), "wb") as f:
-            f.write(
-                other_cert() if changed != CONFIG else original[CONFIG].data + b"*c xConfiguration Logging Level: 2\n"
-            )
+        _change_after_migration(root, changed)
         edited = read_tree(root)[changed]
         outcome = writer.rollback(layout, force=True)
         after = read_tree(root)
@@ -416,6 +408,16 @@ class TestRollback:
         rest = {rel: entry for rel, entry in after.items() if rel != displaced and not rel.startswith(displaced + "/")}
         assert diff_trees(original, rest) == []
         assert sorted(diff_trees(original, after)) == sorted([f"added {displaced}", f"added {moved}"])
+
+
+def _change_after_migration(root, changed: str) -> None:
+    """What an administrator does after the migration: edit the config, or install another client.pem."""
+    if changed == CONFIG:
+        with open(os.path.join(root, CONFIG), "ab") as f:
+            f.write(b"*c xConfiguration Logging Level: 2\n")
+    else:
+        with open(os.path.join(root, changed), "wb") as f:
+            f.write(other_cert())
 
 
 # --- interrupted runs (power cut) -----------------------------------------------
