@@ -98,7 +98,7 @@ def precheck(analysis: Analysis, *, warn_days: int = policy.EXPIRY_WARNING_DAYS)
     """Every finding about a node that is about to be migrated."""
     snap = analysis.snapshot
     found: list[Finding] = []
-    found += _dir_findings(snap)
+    found += directory_findings(snap)
     for rule in policy.FILES:
         found += _file_findings(analysis, rule, warn_days)
     found += _identity_findings(analysis)
@@ -128,7 +128,8 @@ _NOT_REGULAR = {
 }
 
 
-def _dir_findings(snap: Snapshot) -> list[Finding]:
+def directory_findings(snap: Snapshot) -> list[Finding]:
+    """Blockers for the directories on the way to the managed files, and the state directory: missing, or not plain."""
     out = []
     for state in snap.dirs + (snap.state_dir,):
         if state.kind == "dir" or (state.kind == "missing" and state is snap.state_dir):
@@ -183,7 +184,7 @@ def _file_findings(analysis: Analysis, rule: policy.FileRule, warn_days: int) ->
                 )
             ]
         return []
-    unusable = _unusable(state, "file", rule.name, policy.MAX_PEM_BYTES, "replace it with the real PEM file")
+    unusable = _unusable(state, "file", rule.name, policy.MAX_PEM_BYTES, "replace it with the real PEM file", snap.euid)
     if unusable:
         return [unusable]
     out = _mode_findings(rule, state)
@@ -203,7 +204,7 @@ def _file_findings(analysis: Analysis, rule: policy.FileRule, warn_days: int) ->
                     "key-unsupported",
                     BLOCKER,
                     path,
-                    f"{rule.name} holds a {material.key.algorithm} key of {material.key.bits} bits, which Expressway does not use",
+                    f"{rule.name} holds {_key_name(material.key)}, which Expressway does not use",
                     "use an RSA (2048 bits or more) or ECDSA (P-256/P-384/P-521) key",
                 )
             )
@@ -212,7 +213,28 @@ def _file_findings(analysis: Analysis, rule: policy.FileRule, warn_days: int) ->
     return out
 
 
-def _unusable(state: FileState, prefix: str, what: str, cap: int, large_hint: str) -> Finding | None:
+_KEY_NAMES = {"rsa": "an RSA", "ec": "an ECDSA", "dsa": "a DSA", "ed25519": "an Ed25519", "ed448": "an Ed448"}
+
+
+def _key_name(key) -> str:
+    """``an RSA key of 1024 bits``, ``an Ed25519 key``: the key as a sentence names it."""
+    name = _KEY_NAMES.get(key.algorithm, f"a {key.algorithm}")
+    if key.algorithm in ("rsa", "dsa"):
+        return f"{name} key of {key.bits} bits"
+    if key.curve:
+        return f"{name} key on {key.curve}"
+    return f"{name} key"
+
+
+def _unreadable_hint(euid: int) -> str:
+    if euid != 0:
+        return "run as root"
+    return (
+        "root was refused: check the file system (NFS root squashing, a failing disk), SELinux or AppArmor, and chattr"
+    )
+
+
+def _unusable(state: FileState, prefix: str, what: str, cap: int, large_hint: str, euid: int = 0) -> Finding | None:
     """The blocker for a present file that cannot be read as one: ``<prefix>-not-regular``, ``-unreadable``, ``-too-large``."""
     if state.kind in _NOT_REGULAR:
         return Finding(
@@ -224,7 +246,7 @@ def _unusable(state: FileState, prefix: str, what: str, cap: int, large_hint: st
         )
     if state.kind == "unreadable":
         return Finding(
-            f"{prefix}-unreadable", BLOCKER, state.path, f"{what} cannot be read: {state.error}", "run as root"
+            f"{prefix}-unreadable", BLOCKER, state.path, f"{what} cannot be read: {state.error}", _unreadable_hint(euid)
         )
     if state.kind == "too-large":
         return Finding(
@@ -501,9 +523,20 @@ def _config_findings(analysis: Analysis) -> list[Finding]:
         "the configuration",
         policy.MAX_CONFIG_BYTES,
         "check that --config names the xConfiguration text",
+        snap.euid,
     )
     if unusable:
         return [unusable]
+    if not state.data.strip():
+        return [
+            Finding(
+                "config-empty",
+                BLOCKER,
+                path,
+                "the configuration file is empty: a node's configuration has hundreds of settings",
+                "save the node's configuration there again (xconfiguration > FILE), or pass --config",
+            )
+        ]
     out = []
     if state.mode is not None and state.mode & 0o002:
         out.append(

@@ -14,6 +14,7 @@ pyfakefs fakes none of ``os.fchown``/``os.lchown``: they are never used here
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import structlog
@@ -110,7 +111,7 @@ def make_dir(path: Path, mode: int = 0o700) -> bool:
     try:
         os.mkdir(path, mode)
     except FileExistsError:
-        if os.path.islink(path) or not os.path.isdir(path):
+        if not stat.S_ISDIR(os.lstat(path).st_mode):  # a file, or a link even to a directory
             raise
         return False
     try:
@@ -129,6 +130,15 @@ def remove_dir(path: Path) -> bool:
     except OSError:  # gone, or not empty
         return False
     fsync_dir(path.parent)
+    return True
+
+
+def lexists(path: Path) -> bool:
+    """Whether ``path`` names anything (a link is not followed); an error other than ENOENT is raised."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
     return True
 
 

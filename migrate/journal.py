@@ -142,7 +142,8 @@ def locked(layout: Layout) -> Iterator[int]:
     try:
         yield fd
     finally:
-        os.close(fd)
+        with contextlib.suppress(OSError):  # the descriptor is released even when close reports an error
+            os.close(fd)
 
 
 def clear_staging(layout: Layout) -> None:

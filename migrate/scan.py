@@ -8,6 +8,7 @@ with a size cap (no huge allocation).  Everything later stages need is in the
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -172,7 +173,8 @@ def read_capped(path: Path, cap: int, display: str) -> FileState:
     except OSError as exc:
         return FileState(display, "unreadable", error=os.strerror(exc.errno or errno.EIO), **common)
     finally:
-        os.close(fd)
+        with contextlib.suppress(OSError):  # closing a descriptor that was only read loses nothing
+            os.close(fd)
     if len(data) > cap:
         return FileState(display, "too-large", **common)
     return FileState(display, "file", data=data, **common)
@@ -235,9 +237,15 @@ def scan(layout: Layout, *, now: datetime | None = None) -> Snapshot:
     """Read the node described by ``layout``; raise :class:`NodeError` if there is no node."""
     try:
         root_st = os.stat(layout.root)
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         raise NodeError(
             f"no node at {layout.root}", id="node-missing", hint="pass the node root, e.g. /tandberg"
+        ) from None
+    except OSError as exc:
+        raise NodeError(
+            f"the node root {layout.root} cannot be read ({os.strerror(exc.errno or errno.EIO)})",
+            id="node-unreadable",
+            hint="check the file system and the permissions on the path, then run the command again",
         ) from None
     if not stat.S_ISDIR(root_st.st_mode):
         raise NodeError(
@@ -256,15 +264,22 @@ def scan(layout: Layout, *, now: datetime | None = None) -> Snapshot:
         temp = _lstat_state(staged, layout.rel(staged))
         if temp.exists:
             temps.append(temp)
+    state_dir = _lstat_state(layout.state_dir, layout.rel(layout.state_dir))
+    if state_dir.kind == "dir":
+        journal = read_capped(layout.journal, policy.MAX_CONFIG_BYTES, layout.rel(layout.journal))
+        config_backup = _lstat_state(layout.config_backup, layout.rel(layout.config_backup))
+    else:  # never read through a state directory that is a link (or worse): precheck reports it
+        journal = FileState(layout.rel(layout.journal), "missing")
+        config_backup = FileState(layout.rel(layout.config_backup), "missing")
     return Snapshot(
         layout=layout,
         files=files,
         config=read_capped(layout.config, policy.MAX_CONFIG_BYTES, layout.rel(layout.config)),
         dirs=tuple(dirs),
-        state_dir=_lstat_state(layout.state_dir, layout.rel(layout.state_dir)),
+        state_dir=state_dir,
         temps=tuple(temps),
-        journal=read_capped(layout.journal, policy.MAX_CONFIG_BYTES, layout.rel(layout.journal)),
-        config_backup=_lstat_state(layout.config_backup, layout.rel(layout.config_backup)),
+        journal=journal,
+        config_backup=config_backup,
         euid=os.geteuid(),
         now=now or datetime.now(timezone.utc),
     )

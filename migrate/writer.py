@@ -21,6 +21,7 @@ from . import checks, fsops, journal, policy
 from .checks import Finding
 from .errors import ApplyError, BlockedError, JournalError, MigrateError, PlanError, PrivilegeError, RollbackError
 from .plan import (
+    CONFIG_ACTIONS,
     CompleteJournal,
     CreateFile,
     Plan,
@@ -86,12 +87,32 @@ def _locked(layout: Layout, failure: MigrateError) -> Iterator[None]:
         fd = journal.acquire(layout)
     except OSError as exc:
         failure.message = f"{failure.message} ({os.strerror(exc.errno or errno.EIO)}); the node was not changed"
-        failure.hint = "check that the file system is writable and has free space, then run the command again"
+        failure.hint = (
+            _cause_hint(exc, "check that the file system is writable and has free space") + ", then run it again"
+        )
         raise failure from exc
     try:
         yield
     finally:
-        os.close(fd)
+        with contextlib.suppress(OSError):  # the descriptor is released even when close reports an error
+            os.close(fd)
+
+
+_CAUSE_HINTS = {
+    errno.EROFS: "the file system is mounted read-only: remount it read-write",
+    errno.ENOSPC: "the file system is full: free some space",
+    errno.EDQUOT: "the disk quota is used up: free some space",
+    errno.EACCES: "root was refused: check SELinux or AppArmor, immutable attributes (lsattr), NFS root squashing",
+    errno.EPERM: "root was refused: check SELinux or AppArmor, immutable attributes (lsattr), NFS root squashing",
+    errno.EIO: "the disk reported an I/O error: check the system log (dmesg) first",
+}
+
+
+def _cause_hint(exc: BaseException, default: str = "fix the cause") -> str:
+    """What to do about ``exc``: specific to its errno where one is known, else ``default``."""
+    while exc is not None and not isinstance(exc, OSError):
+        exc = exc.__cause__ or exc.__context__
+    return _CAUSE_HINTS.get(exc.errno, default) if isinstance(exc, OSError) else default
 
 
 def _refuse_blockers(plan: Plan) -> None:
@@ -133,15 +154,16 @@ def apply(layout: Layout, *, saved_plan: dict | None = None, warn_days: int = po
                 )
             try:
                 _execute(layout, analysis.snapshot, locked_plan)
+                outcome = _proved(layout, "apply", "migrated", locked_plan.actions)
             except Exception as exc:
                 raise _failed(layout, exc) from exc
-            outcome = _proved(layout, "apply", "migrated", locked_plan.actions)
             if not outcome.ok:
                 raise _failed(layout, ApplyError("the migrated node does not verify: " + outcome.findings[0].message))
             return outcome
         finally:
-            if not os.path.lexists(layout.journal):
-                journal.remove_state(layout)
+            with contextlib.suppress(OSError):  # what is left is tool state without a journal: rollback clears it
+                if not fsops.lexists(layout.journal):
+                    journal.remove_state(layout)
 
 
 def _proved(layout: Layout, command: str, result: str, actions) -> Outcome:
@@ -166,9 +188,14 @@ def _failed(layout: Layout, exc: Exception) -> ApplyError:
     """Return the node to X15.4 after a failed apply; the error to raise."""
     reason = exc.message if isinstance(exc, MigrateError) else f"{type(exc).__name__}: {exc}"
     log.error("apply_failed", reason=reason)
-    if not os.path.lexists(layout.journal):  # it failed before its first change to the node
+    try:
+        started = fsops.lexists(layout.journal)
+    except OSError:
+        started = True  # cannot tell: try the undo, which reports if it cannot run
+    if not started:  # it failed before its first change to the node
         return ApplyError(
-            f"apply failed ({reason}); the node was not changed", hint="fix the cause and run apply again"
+            f"apply failed ({reason}); the node was not changed",
+            hint=_cause_hint(exc) + ", then run apply again",
         )
     try:
         _rollback_locked(layout, force=False)
@@ -176,11 +203,11 @@ def _failed(layout: Layout, exc: Exception) -> ApplyError:
         log.error("undo_failed", reason=f"{type(undo).__name__}: {undo}")
         return ApplyError(
             f"apply failed ({reason}) and so did the undo ({type(undo).__name__}: {undo}): the node is mid-migration",
-            hint="fix the cause, then run rollback (or apply) again: the journal records what was done",
+            hint=_cause_hint(exc) + ", then run rollback (or apply) again: the journal records what was done",
         )
     return ApplyError(
         f"apply failed ({reason}); the node was returned to its previous state",
-        hint="fix the cause and run apply again",
+        hint=_cause_hint(exc) + ", then run apply again",
     )
 
 
@@ -201,17 +228,20 @@ def _execute(layout: Layout, snap: Snapshot, plan: Plan) -> None:
     entries = [dict(a.as_dict(), done=False) for a in work]
     record["actions"] += entries
     journal.save(layout, record)
-    config_done = False
     for action, entry in zip(work, entries, strict=True):
+        if entry["done"]:  # a configuration action, done with the first one
+            continue
         if isinstance(action, RemoveTemp):
             fsops.remove_file(layout.resolve(action.path))
         elif isinstance(action, CreateFile):
             data = _source_bytes(snap, action)
             fsops.create_file(layout.resolve(action.path), data, mode=action.mode, uid=action.uid, gid=action.gid)
-        elif not config_done:  # every configuration action, in one atomic replace
+        else:  # every configuration action, in one atomic replace
             cfg = snap.config
             fsops.replace_file(layout.config, new_config, mode=cfg.mode, uid=cfg.uid, gid=cfg.gid)
-            config_done = True
+            for other, other_entry in zip(work, entries, strict=True):
+                if isinstance(other, CONFIG_ACTIONS):
+                    other_entry["done"] = True
         entry["done"] = True
         journal.save(layout, record)
     record["state"] = journal.APPLIED
@@ -256,14 +286,18 @@ def _sha(data: bytes) -> str:
 def rollback(layout: Layout, *, force: bool = False) -> Outcome:
     """Return a node migrated by this tool to its exact X15.4 state."""
     snap = scan(layout)
+    unsafe = checks.directory_findings(snap)
+    if unsafe:
+        raise RollbackError(unsafe[0].message, id=unsafe[0].id, path=unsafe[0].path, hint=unsafe[0].hint)
     if not snap.journal.exists:
         state, _ = checks.node_state(checks.analyse(snap))
         if state == checks.X154:
             if snap.state_dir.kind == "dir":  # left by a run that died before its first change
                 _require_root("rollback")
                 with _locked(layout, RollbackError("rollback could not take the node's lock", id="rollback-failed")):
-                    if not os.path.lexists(layout.journal):
-                        journal.remove_state(layout)
+                    with _rollback_failure():
+                        if not fsops.lexists(layout.journal):
+                            journal.remove_state(layout)
             return Outcome(command="rollback", node=str(layout.root), result="nothing-to-do")
         raise RollbackError(
             "the node was not migrated by this tool: there is no migration journal to roll back",
@@ -274,10 +308,25 @@ def rollback(layout: Layout, *, force: bool = False) -> Outcome:
     journal.load(snap)
     _require_root("rollback")
     with _locked(layout, RollbackError("rollback could not take the node's lock", id="rollback-failed")):
-        if not os.path.lexists(layout.journal):  # another run finished the rollback meanwhile
-            journal.remove_state(layout)
-            return Outcome(command="rollback", node=str(layout.root), result="nothing-to-do")
-        return _rollback_locked(layout, force=force)
+        with _rollback_failure():
+            if not fsops.lexists(layout.journal):  # another run finished the rollback meanwhile
+                journal.remove_state(layout)
+                return Outcome(command="rollback", node=str(layout.root), result="nothing-to-do")
+            return _rollback_locked(layout, force=force)
+
+
+@contextlib.contextmanager
+def _rollback_failure() -> Iterator[None]:
+    """A file-system error during rollback becomes ``rollback-failed``; the journal stays for the next run."""
+    try:
+        yield
+    except OSError as exc:
+        log.error("rollback_failed", reason=f"{type(exc).__name__}: {exc}")
+        raise RollbackError(
+            f"rollback failed ({os.strerror(exc.errno or errno.EIO)}: {exc.filename}); the node is mid-rollback",
+            id="rollback-failed",
+            hint=_cause_hint(exc) + ", then run rollback (or apply) again: the journal records what is left to do",
+        ) from exc
 
 
 def _rollback_locked(layout: Layout, *, force: bool) -> Outcome:

@@ -316,7 +316,7 @@ class TestMakePlan:
                 [],
                 id="checking-off-kept",
             ),
-            pytest.param(b"", [AddSetting(CONFIG, CHECKING, "On")], id="empty-config"),
+            pytest.param(b"# no settings\n", [AddSetting(CONFIG, CHECKING, "On")], id="no-settings"),
         ],
     )
     def test_config_actions(self, m, config, expected):

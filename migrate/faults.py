@@ -1,0 +1,246 @@
+"""Fail the migration's Nth file-system call, the way SQLite's test suite fails its Nth I/O.
+
+While :func:`inject` is active, every ``os`` call that the migration's reader
+and writer make (:data:`PATCHED_MODULES`) goes through one counter, in
+pyfakefs and on the real disk alike.  Nothing is listed by hand: any call of
+the ``os`` module counts, except the few that ask about the process rather
+than the disk (:data:`PROCESS_CALLS`), and so does ``fcntl.flock``.  A
+clean run counts the calls (:func:`count_calls`); run again with ``at=N`` and
+a fault from :data:`FAULTS`, and call N:
+
+- fails with ``EIO``, ``ENOSPC``, ``EACCES`` or ``EROFS`` (the call does not
+  happen, except that a failed ``close`` still releases its descriptor, as on
+  Linux); with ``persistent=True`` every later selected call fails too;
+- is a ``power-cut``: :class:`PowerCut` is raised there and from every later
+  call, so no cleanup reaches the disk; a ``write`` is torn first (half of
+  its bytes land);
+- is a ``sigkill``: the process kills itself with ``SIGKILL`` (a ``write`` is
+  torn first).  For real processes only: it ends the Python process.
+
+``where`` narrows which calls are counted (for example only those that write:
+:attr:`Call.writes`); ``observe`` is called before every call, with the
+disk as the call finds it, so a test can check an invariant at every point.
+
+Usage::
+
+    calls = count_calls(lambda: writer.apply(layout_a))
+    for n in range(1, len(calls) + 1):
+        with inject(at=n, fault="power-cut"), contextlib.suppress(PowerCut):
+            writer.apply(layout_n)
+        ...  # judge the tree left at layout_n
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import importlib
+import os
+import signal
+from collections.abc import Callable, Iterator
+
+import attrs
+
+# The modules that touch the disk during a migration; each has its own ``os`` (and journal its ``fcntl``).
+PATCHED_MODULES = ("migrate.scan", "migrate.fsops", "migrate.journal", "migrate.writer")
+
+# ``os`` calls that ask about the process, not the file system: never counted, never failed.
+PROCESS_CALLS = frozenset(
+    {
+        "cpu_count",
+        "fsdecode",
+        "fsencode",
+        "fspath",
+        "get_terminal_size",
+        "getegid",
+        "getenv",
+        "geteuid",
+        "getgid",
+        "getgroups",
+        "getpid",
+        "getppid",
+        "getuid",
+        "strerror",
+        "urandom",
+    }
+)
+
+ERRORS = {"eio": errno.EIO, "enospc": errno.ENOSPC, "eacces": errno.EACCES, "erofs": errno.EROFS}
+FAULTS = (*ERRORS, "power-cut", "sigkill")
+
+# Calls that change the disk whatever their arguments; ``open`` writes when its flags say so.
+_WRITING_CALLS = frozenset(
+    {
+        "chmod",
+        "chown",
+        "ftruncate",
+        "link",
+        "mkdir",
+        "mkfifo",
+        "mknod",
+        "remove",
+        "rename",
+        "replace",
+        "rmdir",
+        "symlink",
+        "truncate",
+        "unlink",
+        "utime",
+        "write",
+    }
+)
+_OPEN_WRITES = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+class PowerCut(BaseException):
+    """The power went off: not an ``Exception``, so no ``except Exception`` cleanup runs after it."""
+
+
+@attrs.frozen
+class Call:
+    """One file-system call: its number among the counted calls, its name and what it acted on."""
+
+    number: int
+    name: str
+    target: str
+    writes: bool
+
+    def __str__(self) -> str:
+        return f"#{self.number} {self.name}({self.target})"
+
+    def as_dict(self) -> dict:
+        return {"number": self.number, "call": self.name, "target": self.target, "writes": self.writes}
+
+
+@attrs.define
+class Injector:
+    """The counter and the fault of one :func:`inject` block."""
+
+    at: int | None
+    fault: str | None
+    where: Callable[[Call], bool] | None
+    persistent: bool
+    observe: Callable[[Call], None] | None
+    calls: list[Call] = attrs.field(factory=list)
+    tripped: Call | None = None
+    _seen: int = 0
+    _fds: dict[int, str] = attrs.field(factory=dict)
+
+    def call(self, name: str, real: Callable, args: tuple, kwargs: dict):
+        if self.tripped is not None and self.fault == "power-cut":
+            raise PowerCut(f"the power is off (it went at {self.tripped})")
+        target = self._target(name, args)
+        writes = name in _WRITING_CALLS or (name == "open" and _open_flags(args, kwargs) & _OPEN_WRITES != 0)
+        self._seen += 1
+        probe = Call(self._seen, name, target, writes)
+        if self.where is not None and not self.where(probe):
+            return self._run(name, real, args, kwargs, target)
+        call = Call(len(self.calls) + 1, name, target, writes)
+        self.calls.append(call)
+        if self.observe is not None:
+            self.observe(call)
+        if self.at is not None and (call.number == self.at or (self.persistent and call.number > self.at)):
+            if self.tripped is None:
+                self.tripped = call
+            self._trip(call, real, args)
+        return self._run(name, real, args, kwargs, target)
+
+    def _run(self, name: str, real: Callable, args: tuple, kwargs: dict, target: str):
+        result = real(*args, **kwargs)
+        if name == "open":
+            self._fds[result] = target
+        elif name == "close" and args:
+            self._fds.pop(args[0], None)
+        return result
+
+    def _trip(self, call: Call, real: Callable, args: tuple) -> None:
+        if self.fault in ERRORS:
+            code = ERRORS[self.fault]
+            if call.name == "close" and args:
+                with contextlib.suppress(OSError):
+                    real(*args)
+            raise OSError(code, f"{os.strerror(code)} (injected at {call})", call.target)
+        if call.name == "write" and len(args) >= 2 and len(args[1]) > 1:
+            real(args[0], bytes(args[1])[: len(args[1]) // 2])  # a torn write
+        if self.fault == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise PowerCut(f"power cut at {call}")
+
+    def _target(self, name: str, args: tuple) -> str:
+        if not args:
+            return ""
+        first = args[0]
+        if isinstance(first, int) and not isinstance(first, bool):
+            return self._fds.get(first, f"fd {first}")
+        try:
+            text = os.fsdecode(first)
+        except TypeError:
+            return type(first).__name__
+        if name in ("link", "rename", "replace", "symlink") and len(args) > 1:
+            return f"{text} -> {os.fsdecode(args[1])}"
+        return text
+
+
+def _open_flags(args: tuple, kwargs: dict) -> int:
+    flags = args[1] if len(args) > 1 else kwargs.get("flags", 0)
+    return flags if isinstance(flags, int) else 0
+
+
+class _Proxy:
+    """Stands for a module (``os``, ``fcntl``) inside a patched module: its calls go through the injector."""
+
+    def __init__(self, real, injector: Injector, skip: frozenset[str]) -> None:
+        self._real = real
+        self._injector = injector
+        self._skip = skip
+
+    def __getattr__(self, name: str):
+        value = getattr(self._real, name)
+        if name in self._skip or name.startswith("_") or not callable(value) or isinstance(value, type):
+            return value
+        injector = self._injector
+
+        def call(*args, **kwargs):
+            return injector.call(name, value, args, kwargs)
+
+        return call
+
+
+@contextlib.contextmanager
+def inject(
+    at: int | None = None,
+    fault: str | None = None,
+    *,
+    where: Callable[[Call], bool] | None = None,
+    persistent: bool = False,
+    observe: Callable[[Call], None] | None = None,
+) -> Iterator[Injector]:
+    """Count the migration's file-system calls for the ``with`` block; call ``at`` meets ``fault``."""
+    if (at is None) != (fault is None):
+        raise ValueError("give both at= and fault=, or neither")
+    if fault is not None and fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; expected one of {', '.join(FAULTS)}")
+    if at is not None and at < 1:
+        raise ValueError("calls are numbered from 1")
+    injector = Injector(at=at, fault=fault, where=where, persistent=persistent, observe=observe)
+    saved = []
+    try:
+        for name in PATCHED_MODULES:
+            module = importlib.import_module(name)
+            for attr, skip in (("os", PROCESS_CALLS), ("fcntl", frozenset())):
+                real = module.__dict__.get(attr)
+                if real is None:
+                    continue
+                saved.append((module, attr, real))
+                setattr(module, attr, _Proxy(real, injector, skip))
+        yield injector
+    finally:
+        for module, attr, real in reversed(saved):
+            setattr(module, attr, real)
+
+
+def count_calls(run: Callable[[], object], *, where: Callable[[Call], bool] | None = None) -> list[Call]:
+    """Run ``run`` once without a fault; the calls it made (the fault points of a later matrix)."""
+    with inject(where=where) as injector:
+        run()
+    return list(injector.calls)
