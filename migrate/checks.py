@@ -282,13 +282,14 @@ def _mode_findings(rule: policy.FileRule, state: FileState) -> list[Finding]:
                 f"chmod {rule.mode:04o} {state.path}",
             )
         )
-    if rule.secret and state.nlink > 1:
+    links = state.nlink - state.staged_links  # its own staging name is removed by the plan
+    if rule.secret and links > 1:
         out.append(
             Finding(
                 "key-hardlinked",
                 BLOCKER,
                 state.path,
-                f"{rule.name} holds a private key and has {state.nlink} hard links: another name shares it",
+                f"{rule.name} holds a private key and has {links} hard links: another name shares it",
                 "find the other links (find / -samefile FILE) and remove them",
             )
         )

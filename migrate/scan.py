@@ -109,6 +109,9 @@ class FileState:
     size: int = 0
     data: bytes | None = attrs.field(default=None, repr=False)
     error: str | None = None
+    # Links that are this file's own staging name: a run killed between publishing it and removing that name.
+    staged_links: int = 0
+    inode: tuple[int, int] | None = attrs.field(default=None, eq=False, repr=False)  # (st_dev, st_ino)
 
     @property
     def sha256(self) -> str | None:
@@ -145,7 +148,14 @@ def read_capped(path: Path, cap: int, display: str) -> FileState:
         return FileState(display, "missing", error="a parent is not a directory")
     except OSError as exc:
         return FileState(display, "unreadable", error=os.strerror(exc.errno or errno.EIO))
-    common = dict(mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, nlink=st.st_nlink, size=st.st_size)
+    common = dict(
+        mode=stat.S_IMODE(st.st_mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        nlink=st.st_nlink,
+        size=st.st_size,
+        inode=(st.st_dev, st.st_ino),
+    )
     kind = file_kind(st.st_mode)
     if kind != "file":
         return FileState(display, kind, **common)
@@ -188,7 +198,13 @@ def _lstat_state(path: Path, display: str) -> FileState:
     except OSError as exc:
         return FileState(display, "unreadable", error=os.strerror(exc.errno or errno.EIO))
     return FileState(
-        display, file_kind(st.st_mode), mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, nlink=st.st_nlink
+        display,
+        file_kind(st.st_mode),
+        mode=stat.S_IMODE(st.st_mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        nlink=st.st_nlink,
+        inode=(st.st_dev, st.st_ino),
     )
 
 
@@ -259,11 +275,15 @@ def scan(layout: Layout, *, now: datetime | None = None) -> Snapshot:
         for rule in policy.FILES
     }
     temps = []
-    for path in [layout.cert(rule.name) for rule in policy.CLIENT_FILES] + [layout.config]:
+    for name, path in [(rule.name, layout.cert(rule.name)) for rule in policy.CLIENT_FILES] + [(None, layout.config)]:
         staged = policy.staging_path(path)
         temp = _lstat_state(staged, layout.rel(staged))
-        if temp.exists:
-            temps.append(temp)
+        if not temp.exists:
+            continue
+        temps.append(temp)
+        published = files.get(name)
+        if published is not None and published.kind == "file" and published.inode == temp.inode:
+            files[name] = attrs.evolve(published, staged_links=1)
     state_dir = _lstat_state(layout.state_dir, layout.rel(layout.state_dir))
     if state_dir.kind == "dir":
         journal = read_capped(layout.journal, policy.MAX_CONFIG_BYTES, layout.rel(layout.journal))

@@ -9,6 +9,8 @@ import json
 import subprocess
 import sys
 
+import support
+
 from migrate import policy
 from migrate.factory import NodeSpec, build_node
 from migrate.tree import diff_trees, read_tree
@@ -16,15 +18,15 @@ from migrate.tree import diff_trees, read_tree
 RUNS = 4
 
 
-def _run_at_once(*argv: str) -> list[tuple[int, dict]]:
-    """Start RUNS copies of the command together; their exit codes and JSON reports."""
+def _run_at_once(*argv: str, commands: list[list[str]] | None = None) -> list[tuple[int, dict]]:
+    """Start RUNS copies of the command (or each of ``commands``) together; their exit codes and JSON reports."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "migrate", *argv, "--format", "json"],
+            [sys.executable, "-m", "migrate", *command, "--format", "json"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        for _ in range(RUNS)
+        for command in (commands or [list(argv)] * RUNS)
     ]
     results = []
     for proc in procs:
@@ -57,3 +59,19 @@ class TestConcurrentRuns:
         assert outcomes.count("rolled-back") == 1, outcomes
         assert set(outcomes) <= {"rolled-back", "nothing-to-do", "lock-held"}, outcomes
         assert diff_trees(original, read_tree(root)) == []
+
+    def test_applies_and_rollbacks_at_once_end_exactly_x154_or_x155(self, tmp_path):
+        """Two applies and two rollbacks started together leave exactly X15.4 or exactly X15.5, never a mix."""
+        root = build_node(tmp_path / "node", NodeSpec(settings={policy.RETIRED_SETTING: "On"}))
+        original = read_tree(root)
+        migrated = support.clean_migration(original, tmp_path / "reference")
+        mixed = [["apply", str(root)], ["rollback", str(root)], ["apply", str(root)], ["rollback", str(root)]]
+        results = _run_at_once(commands=mixed)
+        outcomes = sorted(_outcome(doc) for _, doc in results)
+        allowed = {"migrated", "already-migrated", "rolled-back", "nothing-to-do", "lock-held", "node-changed"}
+        assert set(outcomes) <= allowed, outcomes
+        after = read_tree(root)
+        assert (
+            diff_trees(original, after) == []
+            or diff_trees(support.without_journal_bytes(migrated), support.without_journal_bytes(after)) == []
+        ), diff_trees(original, after)
