@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rehearse", parents=[common], help="rehearse the whole upgrade in memory; the node is only read")
     p.add_argument("node", metavar="NODE", nargs="?", help="the node root (default: the bundled sample nodes)")
     p.add_argument("--sample", metavar="NAME", action="append", help="rehearse this bundled sample (default: all)")
+    p.add_argument(
+        "--no-crash",
+        dest="crash",
+        action="store_false",
+        help="skip the crash rehearsal (stopping apply and rollback at each file-system call)",
+    )
     return parser
 
 
@@ -230,11 +236,11 @@ def _rehearse(args) -> tuple[dict, int]:
             raise NodeError(
                 f"cannot read the node at {root}: {exc}", id="node-unreadable", hint="pass a readable node root"
             ) from None
-        reports = [rehearsal.rehearse_tree(tree, root)]
+        reports = [rehearsal.rehearse_tree(tree, root, crash=args.crash)]
     else:
         from .samples import sample_names
 
-        reports = [rehearsal.rehearse_sample(name) for name in (args.sample or sample_names())]
+        reports = [rehearsal.rehearse_sample(name, crash=args.crash) for name in (args.sample or sample_names())]
     ok = all(r.ok for r in reports)
     doc = {
         "format_version": 1,

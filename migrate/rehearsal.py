@@ -2,12 +2,24 @@
 
 The real node is only read (into a :class:`~migrate.tree.Tree`); the cycle
 runs in a pyfakefs file system: precheck, plan, apply, verify, re-plan,
-re-apply, rollback, and a byte-for-byte comparison with the original.
+re-apply, rollback, and a byte-for-byte comparison with the original.  Then
+the crash rehearsal: ``apply`` is stopped dead (a power cut, from
+:mod:`migrate.faults`) at each of its file-system calls that writes, and so is
+``rollback``; from each stop, ``rollback`` must give back the exact original
+tree and ``apply`` the exact migrated one.  (A stop at a call that only reads
+leaves the disk as a stop at the next call that writes.)
+
+:func:`rehearse` runs in whatever fake file system is active (a pyfakefs test's
+``fs``), and refuses to run on the real disk.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import os  # at module level, so that pyfakefs patches it
+import posixpath
 from collections.abc import Callable, Iterator
 
 import attrs
@@ -29,16 +41,30 @@ class Step:
 
 
 @attrs.frozen
+class CrashPoint:
+    """A file-system call where a rehearsed run was stopped dead, and what recovering from there gave."""
+
+    command: str  # the run that was stopped: apply or rollback
+    call: str  # the call, as the fault injector names it: "#57 link(/tandberg/...)"
+    problem: str  # what did not hold ("" when both recoveries did)
+
+    def as_dict(self) -> dict:
+        return {"command": self.command, "call": self.call, "problem": self.problem}
+
+
+@attrs.frozen
 class Rehearsal:
-    """What a rehearsal did: each step, the dry-run plan, and whether everything held."""
+    """What a rehearsal did: each step, the dry-run plan, the crash points tried, and whether everything held."""
 
     node: str
     steps: tuple[Step, ...]
     plan: dict | None
+    crash_points: int = 0
+    unrecovered: tuple[CrashPoint, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return bool(self.steps) and all(step.ok for step in self.steps)
+        return bool(self.steps) and all(step.ok for step in self.steps) and not self.unrecovered
 
     def as_dict(self) -> dict:
         return {
@@ -47,6 +73,8 @@ class Rehearsal:
             "node": self.node,
             "ok": self.ok,
             "steps": [s.as_dict() for s in self.steps],
+            "crash_points": self.crash_points,
+            "unrecovered": [c.as_dict() for c in self.unrecovered],
             "plan": self.plan,
         }
 
@@ -58,34 +86,66 @@ def _refuse_real_call(name: str) -> Callable:
     return refuse
 
 
+# The modules whose ``os`` must be pyfakefs's for a rehearsal to stay off the real disk.
+_MODULES = ("migrate.scan", "migrate.fsops", "migrate.journal", "migrate.writer", "migrate.tree", "migrate.rehearsal")
+
+
+def _fake_os():
+    """pyfakefs's ``os`` module if every module of the cycle uses it, else None (the real disk)."""
+    import importlib
+
+    try:
+        from pyfakefs.fake_os import FakeOsModule
+    except ImportError:  # pragma: no cover - pyfakefs is a dependency
+        return None
+    found = []
+    for name in _MODULES:
+        module_os = importlib.import_module(name).__dict__.get("os")
+        module_os = getattr(module_os, "_real", module_os)  # under migrate.faults.inject
+        if not isinstance(module_os, FakeOsModule):
+            return None
+        found.append(module_os)
+    return found[0]
+
+
+@contextlib.contextmanager
+def _as_root(fake_os) -> Iterator[None]:
+    """Run as (fake) root, with pyfakefs's unfaked calls closed off; put everything back afterwards."""
+    from pyfakefs.helpers import get_gid, get_uid, set_gid, set_uid
+
+    patched = {"geteuid": lambda: 0, **{name: _refuse_real_call(name) for name in ("fchown", "lchown", "lchmod")}}
+    saved = {name: fake_os.__dict__[name] for name in patched if name in fake_os.__dict__}
+    uid, gid = get_uid(), get_gid()
+    for name, value in patched.items():
+        setattr(fake_os, name, value)
+    set_uid(0)
+    set_gid(0)
+    try:
+        yield
+    finally:
+        set_uid(uid)
+        set_gid(gid)
+        for name in patched:
+            if name in saved:
+                setattr(fake_os, name, saved[name])
+            else:
+                delattr(fake_os, name)
+
+
 @contextlib.contextmanager
 def fake_filesystem() -> Iterator[object]:
-    """An in-memory file system, as root, with pyfakefs's unfaked calls closed off."""
+    """A fresh in-memory file system, as root, with pyfakefs's unfaked calls closed off."""
     from pyfakefs.fake_filesystem_unittest import Patcher
-    from pyfakefs.helpers import set_gid, set_uid
 
     # Import what the cycle uses before the file system is replaced.
-    from . import certs, writer  # noqa: F401
+    from . import certs, faults, tree, writer  # noqa: F401
 
-    with Patcher() as patcher:
-        fake_os = patcher.fake_modules["os"]
-        for name in ("fchown", "lchown", "lchmod"):
-            setattr(fake_os, name, _refuse_real_call(name))
-        fake_os.geteuid = lambda: 0
-        set_uid(0)
-        set_gid(0)
-        try:
-            yield patcher.fs
-        finally:
-            from pyfakefs.helpers import reset_ids
-
-            reset_ids()
+    with Patcher() as patcher, _as_root(patcher.fake_modules["os"]):
+        yield patcher.fs
 
 
-def rehearse_tree(tree: dict, root: str) -> Rehearsal:
+def rehearse_tree(tree: dict, root: str, *, crash: bool = True) -> Rehearsal:
     """Write ``tree`` at ``root`` in a fresh fake file system and rehearse the upgrade there."""
-    import posixpath
-
     from .tree import WRITABLE_KINDS, write_tree
 
     special = {rel: entry for rel, entry in tree.items() if entry.kind not in WRITABLE_KINDS}
@@ -94,17 +154,35 @@ def rehearse_tree(tree: dict, root: str) -> Rehearsal:
         # FIFOs, sockets and devices: pyfakefs keeps them as entries of their kind, never opened.
         for rel, entry in special.items():
             kind_bits = _SPECIAL_KINDS.get(entry.kind)
-            if kind_bits is not None:  # the fake file system's own API: a local `import os` would be the real one
+            if kind_bits is not None:  # the fake file system's own API
                 fake = fs.create_file(posixpath.join(root, rel), st_mode=kind_bits | entry.mode)
                 fake.st_uid, fake.st_gid = entry.uid, entry.gid
-        return rehearse(root)
+        return rehearse(root, crash=crash)
 
 
 _SPECIAL_KINDS = {"fifo": 0o010000, "socket": 0o140000, "device": 0o020000}  # S_IFIFO, S_IFSOCK, S_IFCHR
 
 
-def rehearse(root: str) -> Rehearsal:
-    """The upgrade's whole cycle on the node at ``root`` in the current (fake) file system."""
+def rehearse(root: str, *, crash: bool = True) -> Rehearsal:
+    """The upgrade's whole cycle on the node at ``root``, in the current fake file system.
+
+    With ``crash``, also stop ``apply`` and ``rollback`` at each file-system call
+    that writes, and recover from each stop both ways.  Raises
+    :class:`~migrate.errors.MigrateError` (``rehearsal-not-fake``) when no
+    pyfakefs file system is active: a rehearsal never touches the real disk.
+    """
+    fake_os = _fake_os()
+    if fake_os is None:
+        raise MigrateError(
+            "a rehearsal runs only inside a fake file system: here it would change the real node",
+            id="rehearsal-not-fake",
+            hint="call migrate.rehearse inside a pyfakefs test (the fs fixture), or run expressway-migrate rehearse NODE",
+        )
+    with _as_root(fake_os):
+        return _rehearse(str(root), crash)
+
+
+def _rehearse(root: str, crash: bool) -> Rehearsal:
     from . import writer
     from .plan import make_plan
     from .scan import Layout, scan
@@ -131,6 +209,7 @@ def rehearse(root: str) -> Rehearsal:
     ):
         return Rehearsal(node=root, steps=tuple(steps), plan=plan.as_dict())
     step("plan", True, f"{len(plan.actions)} action(s): " + ", ".join(a.kind for a in plan.actions))
+    migrated = None
     try:
         outcome = writer.apply(layout)
         step("apply", outcome.ok and outcome.result == "migrated", f"result {outcome.result}")
@@ -158,15 +237,149 @@ def rehearse(root: str) -> Rehearsal:
         if not differences
         else "; ".join(differences[:5]),
     )
-    return Rehearsal(node=root, steps=tuple(steps), plan=plan.as_dict())
+    if not crash or migrated is None or not all(s.ok for s in steps):
+        return Rehearsal(node=root, steps=tuple(steps), plan=plan.as_dict())
+    tried, unrecovered = _CrashRehearsal(root, original, migrated).run()
+    step(
+        "crash",
+        not unrecovered,
+        f"stopped apply and rollback at {tried} call(s); "
+        + (f"{len(unrecovered)} did not recover" if unrecovered else "every stop recovered both ways, exactly"),
+    )
+    return Rehearsal(
+        node=root, steps=tuple(steps), plan=plan.as_dict(), crash_points=tried, unrecovered=tuple(unrecovered)
+    )
+
+
+@attrs.define
+class _CrashRehearsal:
+    """Stop apply and rollback at each call that writes; recover from each stop both ways."""
+
+    root: str
+    original: dict
+    migrated: dict
+    _scratch: str = ""
+    _seen: dict = attrs.field(factory=dict)  # state key -> problem ("" = recovered)
+
+    def run(self) -> tuple[int, list[CrashPoint]]:
+        from . import writer
+
+        parent = posixpath.dirname(self.root.rstrip("/")) or "/"
+        self._scratch = posixpath.join(
+            parent, f".{posixpath.basename(self.root.rstrip('/')) or 'node'}-crash-rehearsal"
+        )
+        tried, unrecovered = 0, []
+        try:
+            for command, start, run in (
+                ("apply", self.original, writer.apply),
+                ("rollback", self.migrated, writer.rollback),
+            ):
+                for call in self._points(command, start, run):
+                    tried += 1
+                    problem = self._stop_and_recover(command, start, run, call.number)
+                    if problem:
+                        unrecovered.append(CrashPoint(command, self._name(call, command), problem))
+        finally:
+            _remove_tree(self._scratch)
+        return tried, unrecovered
+
+    def _points(self, command: str, start: dict, run) -> list:
+        from . import faults
+        from .scan import Layout
+        from .tree import write_tree
+
+        node = self._node(f"count-{command}")
+        write_tree(start, node)
+        calls = faults.count_calls(lambda: run(Layout.for_node(node)))
+        _remove_tree(node)
+        return [call for call in calls if call.writes]
+
+    def _stop_and_recover(self, command: str, start: dict, run, at: int) -> str:
+        from . import faults, writer
+        from .scan import Layout
+        from .tree import diff_trees, read_tree, write_tree
+
+        node = self._node(f"{command}-{at}")
+        write_tree(start, node)
+        with faults.inject(at=at, fault="power-cut"), contextlib.suppress(faults.PowerCut, MigrateError):
+            run(Layout.for_node(node))
+        after = read_tree(node)
+        key = self._state_key(node, after)
+        if key not in self._seen:
+            problems = []
+            undo = self._node(f"{command}-{at}-rollback")
+            write_tree(after, undo)
+            try:
+                writer.rollback(Layout.for_node(undo))
+                problems += [f"rollback: {d}" for d in diff_trees(self.original, read_tree(undo))[:3]]
+            except MigrateError as exc:
+                problems.append(f"rollback: {exc.one_line()}")
+            _remove_tree(undo)
+            try:  # in place: a copy would lose what a stop leaves in links
+                writer.apply(Layout.for_node(node))
+                problems += [f"apply: {d}" for d in diff_trees(_blank(self.migrated), _blank(read_tree(node)))[:3]]
+            except MigrateError as exc:
+                problems.append(f"apply: {exc.one_line()}")
+            self._seen[key] = "; ".join(problems)
+        _remove_tree(node)
+        return self._seen[key]
+
+    def _node(self, name: str) -> str:
+        return posixpath.join(self._scratch, name)
+
+    def _name(self, call, command: str) -> str:
+        """The call as the injector names it, with the scratch copy's path shown as the node's."""
+        return str(call).replace(self._node(f"count-{command}"), self.root.rstrip("/"))
+
+    @staticmethod
+    def _state_key(node: str, tree: dict) -> str:
+        """Equal for two stops that left the same state: tree (journal times, lock pid aside) and hard links."""
+        digest = hashlib.sha256()
+        for rel, entry in sorted(_blank(tree, keep_journal=True).items()):
+            data = entry.data or b""
+            links = os.lstat(posixpath.join(node, rel)).st_nlink if entry.kind == "file" else 0
+            digest.update(repr((rel, entry.kind, entry.mode, entry.uid, entry.gid, entry.target, links)).encode())
+            digest.update(hashlib.sha256(data).digest())
+        return digest.hexdigest()
+
+
+def _blank(tree: dict, *, keep_journal: bool = False) -> dict:
+    """``tree`` without what differs from run to run: the journal's times (or all its bytes) and the lock's pid."""
+    from . import policy
+
+    journal_rel = f"{policy.STATE_DIR}/{policy.JOURNAL_NAME}"
+    lock_rel = f"{policy.STATE_DIR}/{policy.LOCK_NAME}"
+    out = dict(tree)
+    if lock_rel in out:
+        out[lock_rel] = attrs.evolve(out[lock_rel], data=b"")
+    if journal_rel in out:
+        data = b""
+        if keep_journal:
+            try:
+                record = json.loads(out[journal_rel].data)
+                record.pop("started", None)
+                record.pop("finished", None)
+                data = json.dumps(record, sort_keys=True).encode()
+            except (ValueError, TypeError):
+                data = out[journal_rel].data
+        out[journal_rel] = attrs.evolve(out[journal_rel], data=data)
+    return out
+
+
+def _remove_tree(path: str) -> None:
+    """Remove a scratch tree of the fake file system (never the real one: the caller checked)."""
+    import shutil
+
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(path)
 
 
 SAMPLE_ROOT = "/tandberg"
 
 
-def rehearse_sample(name: str) -> Rehearsal:
+def rehearse_sample(name: str, *, crash: bool = True) -> Rehearsal:
     """Rehearse a bundled sample node, with its manifest's modes and owners."""
     from .samples import sample_tree
 
-    report = rehearse_tree(sample_tree(name), SAMPLE_ROOT)
+    report = rehearse_tree(sample_tree(name), SAMPLE_ROOT, crash=crash)
     return attrs.evolve(report, node=f"sample:{name}")

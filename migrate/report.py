@@ -98,6 +98,9 @@ def _text(doc: dict) -> list[str]:
         if step is (doc.get("steps") or [None])[0]:
             lines.append("steps:")
         lines.append(f"  {'ok  ' if step['ok'] else 'FAIL'} {step['step']}: {step['detail']}")
+    if doc.get("unrecovered"):
+        lines.append("crash points that did not recover:")
+        lines += [f"  {c['command']} stopped at {c['call']}: {c['problem']}" for c in doc["unrecovered"]]
     if doc.get("plan"):
         lines.append("")
         lines.append("dry-run plan:")
@@ -135,6 +138,11 @@ def _markdown(doc: dict, level: int = 2) -> list[str]:
         lines += [f"{h}# Steps", "", "| step | result | detail |", "|---|---|---|"]
         for step in doc["steps"]:
             lines.append(f"| {step['step']} | {'ok' if step['ok'] else '**failed**'} | {_md_escape(step['detail'])} |")
+        lines.append("")
+    if doc.get("unrecovered"):
+        lines += [f"{h}# Crash points that did not recover", "", "| run | stopped at | problem |", "|---|---|---|"]
+        for c in doc["unrecovered"]:
+            lines.append(f"| {c['command']} | `{_md_escape(c['call'])}` | {_md_escape(c['problem'])} |")
         lines.append("")
     if doc.get("plan"):
         lines += _markdown(doc["plan"], level + 1)
