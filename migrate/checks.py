@@ -659,16 +659,17 @@ def _state_findings(snap: Snapshot) -> list[Finding]:
 
 
 def _client_policy_findings(rule: policy.FileRule, state: FileState, source: FileState) -> list[Finding]:
-    """A client file's mode must be the policy's, its owner its counterpart's."""
+    """A client file's mode must be the policy's (or, for a key, no looser than its counterpart), its owner its counterpart's."""
     out = []
-    if state.mode != rule.mode:
+    expected = policy.client_mode(rule, source.mode if source.mode is not None else rule.mode)
+    if state.mode not in (rule.mode, expected):
         out.append(
             Finding(
                 "client-file-mode",
                 BLOCKER,
                 state.path,
-                f"{rule.name} has mode {state.mode:04o}, the policy says {rule.mode:04o}",
-                f"chmod {rule.mode:04o} {state.path}",
+                f"{rule.name} has mode {state.mode:04o}, the policy says {expected:04o}",
+                f"chmod {expected:04o} {state.path}",
             )
         )
     if (state.uid, state.gid) != (source.uid, source.gid):

@@ -202,7 +202,7 @@ def _file_actions(analysis: Analysis) -> list:
             CreateFile(
                 path=target.path,
                 source=source.path,
-                mode=rule.mode,
+                mode=policy.client_mode(rule, source.mode),
                 uid=source.uid,
                 gid=source.gid,
                 sha256=source.sha256,

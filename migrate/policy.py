@@ -64,6 +64,15 @@ class FileRule:
         return self.kind in ("key", "bundle")
 
 
+def client_mode(rule: FileRule, source_mode: int) -> int:
+    """The mode a new client file gets: the policy's, and for a key no bit its counterpart does not grant.
+
+    A copy never lets anyone read a key who could not read the original:
+    ``privkey.pem`` at 0400 gives ``clientprivkey.pem`` 0400, not 0440.
+    """
+    return rule.mode & source_mode if rule.secret else rule.mode
+
+
 # X15.4 store plus the X15.5 client store.  Modes and owners per DOMAIN.md.
 FILES: tuple[FileRule, ...] = (
     FileRule("ca.pem", "ca", 0o644, "_nobody", "shared"),

@@ -142,8 +142,9 @@ def exposed_keys(tree: Tree, original: Tree) -> list[str]:
     """Files anywhere in ``tree`` holding key material that someone who could not read the key before could read now.
 
     A file holding a private key may have no permission bit beyond the policy
-    mode of the name it has (or is being staged for; 0600 elsewhere), and must
-    belong to root or to the owner of the X15.4 file holding that key.
+    mode of the name it has (or is being staged for; 0600 elsewhere), no group
+    or other bit that the X15.4 file holding that key lacks, and must belong
+    to root or to the owner of that X15.4 file.
     """
     exposed = []
     for rel, entry in tree.items():
@@ -155,6 +156,8 @@ def exposed_keys(tree: Tree, original: Tree) -> list[str]:
         source = original.get(f"{CERTS}/{CLIENT_FILES.get(name, (name,))[0]}")
         owners = {(0, 0)} | ({(source.uid, source.gid)} if source is not None else set())
         allowed = KEY_MODES.get(name, 0o600)
+        if source is not None:  # a copy grants no group or other bit that the original does not
+            allowed &= source.mode | 0o700
         if entry.mode & ~allowed or entry.uid not in {uid for uid, _ in owners}:
             exposed.append(f"{rel} {entry.mode:04o} uid {entry.uid}")
         elif entry.mode & 0o070 and entry.gid not in {gid for _, gid in owners}:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import attrs
 import pytest
 from pyfakefs.fake_filesystem_unittest import Patcher
 from support import (
@@ -72,6 +73,18 @@ class TestApply:
             assert made.data == source.data, client
             assert made.mode == mode, client
             assert (made.uid, made.gid) == (source.uid, source.gid), client
+
+    def test_a_key_tighter_than_policy_gets_a_copy_no_looser(self, root):
+        """privkey.pem at 0400 with group 4242 gives clientprivkey.pem 0400: the group cannot read the copy either."""
+        tree = dict(scenario("core"))
+        key = f"{CERTS}/privkey.pem"
+        tree[key] = attrs.evolve(tree[key], mode=0o400, gid=4242)
+        layout = plant(tree, root)
+        assert writer.apply(layout).result == "migrated"
+        copy = read_tree(root)[f"{CERTS}/clientprivkey.pem"]
+        assert (copy.mode, copy.uid, copy.gid) == (0o400, 0, 4242)
+        assert copy.data == tree[key].data
+        assert verify_ids(root) == []
 
     def test_owners_are_the_counterparts_non_root_ids(self, root):
         """client.pem takes the _nobody ids and client-ssh.pem the _pfwd ids of their counterparts, not root's."""
