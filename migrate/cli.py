@@ -223,9 +223,8 @@ def _rehearse(args) -> tuple[dict, int]:
     from . import rehearsal
 
     if args.node:
-        from .tree import read_tree
-
         from .scan import Layout
+        from .tree import read_tree
 
         root = str(Layout.for_node(args.node).root)
         try:
@@ -240,7 +239,7 @@ def _rehearse(args) -> tuple[dict, int]:
     else:
         from .samples import sample_names
 
-        reports = [rehearsal.rehearse_sample(name, crash=args.crash) for name in (args.sample or sample_names())]
+        reports = rehearsal.rehearse_samples(args.sample or list(sample_names()), crash=args.crash)
     ok = all(r.ok for r in reports)
     doc = {
         "format_version": 1,

@@ -11,7 +11,8 @@ A test file needs no conftest::
         edge = make_x154_node(role="edge", issuer="public", eku=["serverAuth"])
         assert migrate.rehearse(edge).ok
 
-Every fixture works in pyfakefs's ``fs``: nothing touches the real disk.
+Every fixture works in pyfakefs's ``fs``, as root there (so ``migrate.apply`` and
+``migrate.rollback`` run for any user): nothing touches the real disk.
 
 - ``x154_node``: the bundled sample X15.4 Core at ``/tandberg`` (the Edge with
   ``@pytest.mark.parametrize("x154_node", ["edge"], indirect=True)``); the root.
@@ -23,7 +24,7 @@ Every fixture works in pyfakefs's ``fs``: nothing touches the real disk.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import pytest
 
@@ -57,7 +58,20 @@ def _x154_samples() -> dict:
 
 
 @pytest.fixture
-def x154_node(request, _x154_samples, fs) -> str:
+def _x154_root(fs) -> Iterator[None]:
+    """Run the test as root in the fake file system (apply and rollback refuse anyone else)."""
+    from .rehearsal import active_fake_os, as_root
+
+    fake_os = active_fake_os()
+    if fake_os is None:  # pragma: no cover - fs is active here
+        yield
+        return
+    with as_root(fake_os):
+        yield
+
+
+@pytest.fixture
+def x154_node(request, _x154_samples, fs, _x154_root) -> str:
     """The bundled sample X15.4 node (``core``, or the parametrized name) in the fake file system; its root."""
     from .tree import write_tree
 
@@ -69,7 +83,7 @@ def x154_node(request, _x154_samples, fs) -> str:
 
 
 @pytest.fixture
-def make_x154_node(fs) -> Callable[..., str]:
+def make_x154_node(fs, _x154_root) -> Callable[..., str]:
     """Build nodes from parameters in the fake file system: ``make_x154_node(role="edge", eku=["serverAuth"])``."""
     made: list[str] = []
 

@@ -90,7 +90,7 @@ def _refuse_real_call(name: str) -> Callable:
 _MODULES = ("migrate.scan", "migrate.fsops", "migrate.journal", "migrate.writer", "migrate.tree", "migrate.rehearsal")
 
 
-def _fake_os():
+def active_fake_os():
     """pyfakefs's ``os`` module if every module of the cycle uses it, else None (the real disk)."""
     import importlib
 
@@ -109,7 +109,7 @@ def _fake_os():
 
 
 @contextlib.contextmanager
-def _as_root(fake_os) -> Iterator[None]:
+def as_root(fake_os) -> Iterator[None]:
     """Run as (fake) root, with pyfakefs's unfaked calls closed off; put everything back afterwards."""
     from pyfakefs.helpers import get_gid, get_uid, set_gid, set_uid
 
@@ -140,27 +140,37 @@ def fake_filesystem() -> Iterator[object]:
     # Import what the cycle uses before the file system is replaced.
     from . import certs, faults, tree, writer  # noqa: F401
 
-    with Patcher() as patcher, _as_root(patcher.fake_modules["os"]):
+    with Patcher() as patcher, as_root(patcher.fake_modules["os"]):
         yield patcher.fs
 
 
 def rehearse_tree(tree: dict, root: str, *, crash: bool = True) -> Rehearsal:
     """Write ``tree`` at ``root`` in a fresh fake file system and rehearse the upgrade there."""
-    from .tree import WRITABLE_KINDS, write_tree
-
-    special = {rel: entry for rel, entry in tree.items() if entry.kind not in WRITABLE_KINDS}
-    with fake_filesystem() as fs:
-        write_tree({rel: entry for rel, entry in tree.items() if rel not in special}, root)
-        # FIFOs, sockets and devices: pyfakefs keeps them as entries of their kind, never opened.
-        for rel, entry in special.items():
-            kind_bits = _SPECIAL_KINDS.get(entry.kind)
-            if kind_bits is not None:  # the fake file system's own API
-                fake = fs.create_file(posixpath.join(root, rel), st_mode=kind_bits | entry.mode)
-                fake.st_uid, fake.st_gid = entry.uid, entry.gid
+    with fake_filesystem():
+        write_fake_tree(tree, root)
         return rehearse(root, crash=crash)
 
 
 _SPECIAL_KINDS = {"fifo": 0o010000, "socket": 0o140000, "device": 0o020000}  # S_IFIFO, S_IFSOCK, S_IFCHR
+
+
+def write_fake_tree(tree: dict, root: str) -> None:
+    """Write ``tree`` at ``root`` in the active fake file system, FIFOs, sockets and devices included.
+
+    pyfakefs keeps those as entries of their kind, which the migration never opens.
+    """
+    from .tree import WRITABLE_KINDS, write_tree
+
+    special = {rel: entry for rel, entry in tree.items() if entry.kind not in WRITABLE_KINDS}
+    write_tree({rel: entry for rel, entry in tree.items() if rel not in special}, root)
+    if not special:
+        return
+    fs = active_fake_os().filesystem  # the fake file system's own API makes them
+    for rel, entry in special.items():
+        kind_bits = _SPECIAL_KINDS.get(entry.kind)
+        if kind_bits is not None:
+            fake = fs.create_file(posixpath.join(root, rel), st_mode=kind_bits | entry.mode)
+            fake.st_uid, fake.st_gid = entry.uid, entry.gid
 
 
 def rehearse(root: str, *, crash: bool = True) -> Rehearsal:
@@ -171,14 +181,14 @@ def rehearse(root: str, *, crash: bool = True) -> Rehearsal:
     :class:`~migrate.errors.MigrateError` (``rehearsal-not-fake``) when no
     pyfakefs file system is active: a rehearsal never touches the real disk.
     """
-    fake_os = _fake_os()
+    fake_os = active_fake_os()
     if fake_os is None:
         raise MigrateError(
             "a rehearsal runs only inside a fake file system: here it would change the real node",
             id="rehearsal-not-fake",
             hint="call migrate.rehearse inside a pyfakefs test (the fs fixture), or run expressway-migrate rehearse NODE",
         )
-    with _as_root(fake_os):
+    with as_root(fake_os):
         return _rehearse(str(root), crash)
 
 
@@ -286,10 +296,9 @@ class _CrashRehearsal:
     def _points(self, command: str, start: dict, run) -> list:
         from . import faults
         from .scan import Layout
-        from .tree import write_tree
 
         node = self._node(f"count-{command}")
-        write_tree(start, node)
+        write_fake_tree(start, node)
         calls = faults.count_calls(lambda: run(Layout.for_node(node)))
         _remove_tree(node)
         return [call for call in calls if call.writes]
@@ -297,10 +306,10 @@ class _CrashRehearsal:
     def _stop_and_recover(self, command: str, start: dict, run, at: int) -> str:
         from . import faults, writer
         from .scan import Layout
-        from .tree import diff_trees, read_tree, write_tree
+        from .tree import diff_trees, read_tree
 
         node = self._node(f"{command}-{at}")
-        write_tree(start, node)
+        write_fake_tree(start, node)
         with faults.inject(at=at, fault="power-cut"), contextlib.suppress(faults.PowerCut, MigrateError):
             run(Layout.for_node(node))
         after = read_tree(node)
@@ -308,7 +317,7 @@ class _CrashRehearsal:
         if key not in self._seen:
             problems = []
             undo = self._node(f"{command}-{at}-rollback")
-            write_tree(after, undo)
+            write_fake_tree(after, undo)
             try:
                 writer.rollback(Layout.for_node(undo))
                 problems += [f"rollback: {d}" for d in diff_trees(self.original, read_tree(undo))[:3]]
@@ -320,7 +329,10 @@ class _CrashRehearsal:
                 problems += [f"apply: {d}" for d in diff_trees(_blank(self.migrated), _blank(read_tree(node)))[:3]]
             except MigrateError as exc:
                 problems.append(f"apply: {exc.one_line()}")
-            self._seen[key] = "; ".join(problems)
+            text = "; ".join(problems)
+            for scratch in (undo, node):  # name the user's node, not the scratch copy
+                text = text.replace(scratch, self.root.rstrip("/"))
+            self._seen[key] = text
         _remove_tree(node)
         return self._seen[key]
 
@@ -383,3 +395,16 @@ def rehearse_sample(name: str, *, crash: bool = True) -> Rehearsal:
 
     report = rehearse_tree(sample_tree(name), SAMPLE_ROOT, crash=crash)
     return attrs.evolve(report, node=f"sample:{name}")
+
+
+def rehearse_samples(names: list[str], *, crash: bool = True) -> list[Rehearsal]:
+    """Rehearse several bundled samples, each in its own process when there is a core for it."""
+    workers = min(len(names), os.cpu_count() or 1)
+    if workers < 2 or not crash:  # without the crash rehearsal a sample takes well under a second
+        return [rehearse_sample(name, crash=crash) for name in names]
+    import concurrent.futures
+    import functools
+    import multiprocessing
+
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(functools.partial(rehearse_sample, crash=crash), names))

@@ -62,6 +62,18 @@ COMPLETE = {"action": "complete-journal"}
 REMOVE_FILE = {"action": "remove-file", "path": "persistent/certs/clientprivkey.pem", "sha256": SHA}
 RESTORE = {"action": "restore-config", "path": "persistent/xconfiguration.txt"}
 
+# Crash points that did not recover, as a rehearsal reports them (the calls name the node's own root).
+APPLY_STOP = {
+    "command": "apply",
+    "call": "#57 open(/tandberg/persistent/certs/.client.pem.cert-migration.tmp)",
+    "problem": "apply: added persistent/certs/.client.pem.cert-migration.tmp",
+}
+ROLLBACK_STOP = {
+    "command": "rollback",
+    "call": "#12 rename(/tandberg/persistent/.xconfiguration.txt.cert-migration.tmp -> /tandberg/persistent/xconfiguration.txt)",
+    "problem": "rollback: changed bytes persistent/xconfiguration.txt | apply: error[apply-failed]: apply failed",
+}
+
 PLAN = {
     "format_version": 1,
     "command": "plan",
@@ -131,6 +143,25 @@ DOCS = {
             {"step": "apply", "ok": True, "detail": "result migrated"},
             {"step": "compare", "ok": False, "detail": "changed bytes a|b; removed c"},
         ],
+        "crash_points": 76,
+        "unrecovered": [APPLY_STOP, ROLLBACK_STOP],
+        "plan": PLAN,
+    },
+    "rehearse-recovered": {
+        "format_version": 1,
+        "command": "rehearse",
+        "node": "sample:edge",
+        "ok": True,
+        "steps": [
+            {"step": "compare", "ok": True, "detail": "the node is byte for byte as before"},
+            {
+                "step": "crash",
+                "ok": True,
+                "detail": "stopped apply and rollback at 76 call(s); every stop recovered both ways, exactly",
+            },
+        ],
+        "crash_points": 76,
+        "unrecovered": [],
         "plan": PLAN,
     },
     "error": {
@@ -196,10 +227,15 @@ EXPECTED = {
         "apply",
         "compare",
         "cert-no-client-eku",
+        "crash points tried: 76",
+        APPLY_STOP["call"],
+        APPLY_STOP["problem"],
+        ROLLBACK_STOP["call"],
         NODE,
         CREATE["path"],
         ADD["setting"],
     ],
+    "rehearse-recovered": ["sample:edge", "crash", "crash points tried: 76", "every stop recovered", NODE],
     "error": ["plan-stale", "the node changed since the plan was made", "run plan again"],
 }
 
@@ -260,6 +296,33 @@ class TestRenderContent:
         assert re.search(r"^\s*1\. .*remove-temp", out, re.MULTILINE)
         assert re.search(r"^\s*5\. .*complete-journal", out, re.MULTILINE)
 
+    @pytest.mark.parametrize(
+        "fmt, first, section, last",
+        [
+            ("text", "FAIL compare: ", "crash points that did not recover:", "dry-run plan:"),
+            ("markdown", "| compare | ", "### Crash points that did not recover", "### `plan` — "),
+        ],
+    )
+    def test_unrecovered_after_steps(self, fmt, first, section, last):
+        """The crash points that did not recover come after the steps and before the dry-run plan."""
+        lines = render(DOCS["rehearse"], fmt).splitlines()
+        [steps_end] = [i for i, line in enumerate(lines) if line.strip().startswith(first)]
+        [plan_start] = [i for i, line in enumerate(lines) if line.startswith(last)]
+        assert steps_end < lines.index(section) < plan_start
+
+    @pytest.mark.parametrize(
+        "name, fmt, line",
+        [
+            ("rehearse", "text", "  crash points tried: 76"),
+            ("rehearse", "markdown", "- crash points tried: 76"),
+            ("rehearse-recovered", "text", "  crash points tried: 76"),
+            ("rehearse-recovered", "markdown", "- crash points tried: 76"),
+        ],
+    )
+    def test_crash_points_tried(self, name, fmt, line):
+        """A rehearsal's summary says how many crash points were tried, as one line."""
+        assert render(DOCS[name], fmt).splitlines().count(line) == 1
+
     @pytest.mark.parametrize("fmt", ["text", "markdown"])
     def test_create_file_names_owner(self, fmt):
         """A create-file action shows its mode, owner and the start of its digest, not the whole digest."""
@@ -279,6 +342,7 @@ class TestRenderText:
             ("rollback", f"rollback {NODE}: ok"),
             ("status", f"status {NODE}: interrupted mid-migration"),
             ("rehearse", "rehearse sample:core: NOT OK"),
+            ("rehearse-recovered", "rehearse sample:edge: ok"),
         ],
     )
     def test_verdict_line(self, name, first_line):
@@ -305,6 +369,28 @@ class TestRenderText:
         assert "ok   precheck: no blocker, 1 warning(s): cert-no-client-eku" in out
         assert "FAIL compare: changed bytes a|b; removed c" in out
         assert "dry-run plan:" in out
+
+    @pytest.mark.parametrize(
+        "name, expected",
+        [
+            (
+                "rehearse",
+                [
+                    "crash points that did not recover:",
+                    f"  apply stopped at {APPLY_STOP['call']}: {APPLY_STOP['problem']}",
+                    f"  rollback stopped at {ROLLBACK_STOP['call']}: {ROLLBACK_STOP['problem']}",
+                ],
+            ),
+            ("rehearse-recovered", []),
+        ],
+    )
+    def test_unrecovered(self, name, expected):
+        """Each crash point that did not recover is one line naming the run, the call and the problem; none, no section."""
+        lines = render(DOCS[name], "text").splitlines()
+        heading = "crash points that did not recover:"
+        section = lines[lines.index(heading) :][: 1 + len(DOCS[name]["unrecovered"])] if heading in lines else []
+        assert section == expected
+        assert not any("did not recover" in line for line in lines if line not in expected)
 
     def test_error(self):
         """An error document renders as the one error line with its hint."""
@@ -354,6 +440,35 @@ class TestRenderMarkdown:
         [row] = [r for r in _table_rows(out) if r.startswith("| compare ")]
         assert row == "| compare | **failed** | changed bytes a\\|b; removed c |"
         assert len(_UNESCAPED_PIPE.findall(row)) == 4
+
+    @pytest.mark.parametrize(
+        "name, expected",
+        [
+            (
+                "rehearse",
+                [
+                    "### Crash points that did not recover",
+                    "",
+                    "| run | stopped at | problem |",
+                    "|---|---|---|",
+                    f"| apply | `{APPLY_STOP['call']}` | {APPLY_STOP['problem']} |",
+                    "| rollback | `"
+                    + ROLLBACK_STOP["call"]
+                    + "` | rollback: changed bytes persistent/xconfiguration.txt \\| apply: error[apply-failed]: apply failed |",
+                ],
+            ),
+            ("rehearse-recovered", []),
+        ],
+    )
+    def test_unrecovered_table(self, name, expected):
+        """Crash points that did not recover are a three-column table, pipes escaped; none, no table."""
+        lines = render(DOCS[name], "markdown").splitlines()
+        heading = "### Crash points that did not recover"
+        section = lines[lines.index(heading) :][: 4 + len(DOCS[name]["unrecovered"])] if heading in lines else []
+        assert section == expected
+        for row in section[2:]:
+            assert len(_UNESCAPED_PIPE.findall(row)) == 4, row
+        assert not any("did not recover" in line for line in lines if line not in expected)
 
     def test_nested_plan_one_level_deeper(self):
         """The rehearsal's dry-run plan is rendered under a deeper heading."""
