@@ -245,6 +245,7 @@ def _rehearse(args) -> tuple[dict, int]:
         "format_version": 1,
         "command": "rehearse",
         "ok": ok,
+        "crash_points": sum(r.crash_points for r in reports),
         "rehearsals": [r.as_dict() for r in reports],
     }
     return doc, EXIT_OK if ok else EXIT_FAIL

@@ -284,27 +284,22 @@ class TestErrors:
 
 
 class TestPowerCuts:
-    def test_power_cut_at_every_call_of_apply_recovers_both_ways(self, node):
-        """A power cut at any call of apply leaves a node from which apply reaches exact X15.5 and rollback exact X15.4."""
-        points = _cut_points(node.apply_calls)
+    @pytest.mark.parametrize(("command", "least"), [("apply", 50), ("rollback", 10)])
+    def test_power_cut_at_every_call_recovers_both_ways(self, node, command, least):
+        """A power cut at any call of apply (or rollback) leaves a node from which apply reaches exact X15.5 and rollback exact X15.4."""
+        run, start, calls = (
+            (writer.apply, node.tree, node.apply_calls)
+            if command == "apply"
+            else (writer.rollback, node.migrated, node.rollback_calls)
+        )
+        points = _cut_points(calls)
         for call in points:
             root = f"/c/{call.number}"
-            raised = _run(writer.apply, plant(node.tree, root), call.number, "power-cut")
+            raised = _run(run, plant(start, root), call.number, "power-cut")
             assert isinstance(raised, faults.PowerCut), f"cut at {call}: {raised!r}"
-            node.recovers(root, f"power cut at apply {call}")
+            node.recovers(root, f"power cut at {command} {call}")
             fs_remove(root)
-        assert len(points) > 50
-
-    def test_power_cut_at_every_call_of_rollback_recovers_both_ways(self, node):
-        """A power cut at any call of rollback leaves a node from which rollback reaches exact X15.4 and apply exact X15.5."""
-        points = _cut_points(node.rollback_calls)
-        for call in points:
-            root = f"/c/{call.number}"
-            raised = _run(writer.rollback, plant(node.migrated, root), call.number, "power-cut")
-            assert isinstance(raised, faults.PowerCut), f"cut at {call}: {raised!r}"
-            node.recovers(root, f"power cut at rollback {call}")
-            fs_remove(root)
-        assert len(points) > 10
+        assert len(points) > least
 
     @pytest.mark.parametrize("recovery", ["rollback", "apply"])
     def test_second_power_cut_during_the_recovery_is_recovered_from(self, node, recovery):

@@ -101,7 +101,8 @@ class TestRehearseSamples:
         assert code == 0, err
         doc = json.loads(out)
         assert (doc["format_version"], doc["command"], doc["ok"]) == (1, "rehearse", True)
-        assert set(doc) == {"format_version", "command", "ok", "rehearsals"}
+        assert set(doc) == {"format_version", "command", "ok", "crash_points", "rehearsals"}
+        assert doc["crash_points"] == 0  # --no-crash
         assert [r["node"] for r in doc["rehearsals"]] == ["sample:core", "sample:edge"]
         for report in doc["rehearsals"]:
             assert_full_cycle(report)
@@ -437,6 +438,7 @@ class TestCrashRehearsalDefect:
         doc = json.loads(defective.out)
         assert doc["ok"] is False
         [report] = doc["rehearsals"]
+        assert doc["crash_points"] == report["crash_points"] > 0  # the command's total is the sum of its nodes'
         assert set(report) == REHEARSAL_KEYS
         assert report["ok"] is False and report["node"] == str(defective.root)
 
