@@ -64,6 +64,24 @@ def _parser() -> argparse.ArgumentParser:
         help="move files changed since the migration to a directory outside the store, then roll back",
     )
     sub.add_parser("status", parents=[common, node], help="say which state the node is in")
+    p = sub.add_parser(
+        "assess",
+        parents=[common],
+        help="will the traversal zone, SSH tunnels, MRA and WebRTC still work; exit 1 if a service fails",
+    )
+    p.add_argument("--core", required=True, metavar="NODE", help="the Core's node root (X15.4 or X15.5)")
+    p.add_argument("--edge", required=True, metavar="NODE", help="the Edge's node root (X15.4 or X15.5)")
+    p.add_argument(
+        "--public-ca",
+        metavar="FILE",
+        help="PEM CAs treated as publicly trusted (default: the system trust store)",
+    )
+    p.add_argument(
+        "--cutoff",
+        metavar="DATE",
+        type=_iso_date,
+        help="the public CAs' clientAuth cut-off, YYYY-MM-DD (default: per CA, see policy.CLIENT_AUTH_CUTOFFS)",
+    )
     p = sub.add_parser("rehearse", parents=[common], help="rehearse the whole upgrade in memory; the node is only read")
     p.add_argument("node", metavar="NODE", nargs="?", help="the node root (default: the bundled sample nodes)")
     p.add_argument("--sample", metavar="NAME", action="append", help="rehearse this bundled sample (default: all)")
@@ -74,6 +92,15 @@ def _parser() -> argparse.ArgumentParser:
         help="skip the crash rehearsal (stopping apply and rollback at each file-system call)",
     )
     return parser
+
+
+def _iso_date(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _configure_logging(fmt: str, verbosity: int) -> None:
@@ -251,6 +278,63 @@ def _rehearse(args) -> tuple[dict, int]:
     return doc, EXIT_OK if ok else EXIT_FAIL
 
 
+def _read_public_cas(path: str | None) -> tuple[tuple, str]:
+    """The CAs to treat as public, and where they came from: ``path``, else the system trust store."""
+    import ssl
+    from pathlib import Path
+
+    from . import certs
+    from .errors import CertError
+    from .scan import read_capped
+
+    cap = 64 << 20
+    if path is not None:
+        state = read_capped(Path(path), cap, path)
+        if state.data is None:
+            raise CertError(
+                f"cannot read the public CA list ({state.error or state.kind})",
+                id="public-ca-unreadable",
+                path=path,
+                hint="pass a readable PEM file of CA certificates",
+            )
+        try:
+            return certs.load_ca_bundle(state.data), path
+        except CertError as exc:
+            raise CertError(
+                f"the public CA list cannot be used: {exc.message}", id=exc.id, path=path, hint=exc.hint
+            ) from None
+    import warnings
+
+    from cryptography.utils import CryptographyDeprecationWarning
+
+    cafile = ssl.get_default_verify_paths().cafile
+    if not cafile:
+        return (), "the system trust store (none found)"
+    state = read_capped(Path(cafile), cap, cafile)
+    if state.data is None:
+        return (), f"the system trust store ({cafile}: {state.error or state.kind})"
+    with warnings.catch_warnings():  # old roots have negative serial numbers
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        try:
+            return certs.load_ca_bundle(state.data), cafile
+        except CertError as exc:
+            return (), f"the system trust store ({cafile}: {exc.message})"
+
+
+def _assess(args) -> tuple[dict, int]:
+    from datetime import datetime, timezone
+
+    from . import checks
+    from .assess import assess
+    from .scan import Layout, scan
+
+    now = datetime.now(timezone.utc)
+    core, edge = (checks.analyse(scan(Layout.for_node(root), now=now)) for root in (args.core, args.edge))
+    public_cas, source = _read_public_cas(args.public_ca)
+    result = assess(core, edge, public_cas=public_cas, public_source=source, now=now, cutoff=args.cutoff)
+    return result.as_dict(), EXIT_FAIL if result.failed else EXIT_OK
+
+
 COMMANDS = {
     "precheck": _precheck,
     "plan": _plan,
@@ -259,6 +343,7 @@ COMMANDS = {
     "rollback": _rollback,
     "status": _status,
     "rehearse": _rehearse,
+    "assess": _assess,
 }
 
 

@@ -118,3 +118,151 @@ NO_CLIENT_AUTH_FIX = (
     "after the upgrade install a client certificate with serverAuth and clientAuth from a private CA "
     "in the client store (public CAs no longer issue clientAuth); turning EKU checking off is not a fix"
 )
+
+# --- Assessment: who presents what, and what breaks (DOMAIN.md) --------------
+
+# The public CAs' clientAuth cut-off: a certificate they issue after this date has no clientAuth.
+# Matched, case-insensitively, as a part of the organisation name (O=) of the presented
+# certificate's issuer or of any CA above it.  ``--cutoff DATE`` overrides them all.
+CLIENT_AUTH_CUTOFFS: tuple[tuple[str, str], ...] = (
+    ("DigiCert", "2027-03-15"),
+    ("Sectigo", "2026-05-15"),
+    ("USERTrust", "2026-05-15"),  # Sectigo's roots
+    ("COMODO", "2026-05-15"),  # Sectigo's older roots
+    ("Let's Encrypt", "2026-02-11"),  # the classic profile
+    ("Internet Security Research Group", "2026-02-11"),  # Let's Encrypt's roots
+)
+# Any other public CA: the Chrome Root Program's deadline for subscriber certificates.
+DEFAULT_CLIENT_AUTH_CUTOFF = "2027-03-15"
+
+# EKU rules an acceptor (or peer) applies to the certificate presented to it.
+#   clientAuth / serverAuth: that EKU (a certificate without EKU extension is unrestricted);
+#   checking-mode: clientAuth when the verifier's EKU checking mode is On; when Off the
+#   client-EKU check is skipped, but serverAuth is still checked where the certificate has an EKU.
+EKU_RULES = {
+    "clientAuth": {True: CLIENT_AUTH, False: CLIENT_AUTH},
+    "serverAuth": {True: SERVER_AUTH, False: SERVER_AUTH},
+    "checking-mode": {True: CLIENT_AUTH, False: SERVER_AUTH},
+}
+
+
+@attrs.frozen
+class CertCheck:
+    """One side of a connection: who presents which certificate, and how its verifier judges it.
+
+    ``presenter`` is ``core`` or ``edge``; ``cert`` the store it presents from
+    (``client``, ``client-ssh``, ``server``); ``verifier`` whose trust decides:
+    ``core``/``edge`` (that node's ``ca.pem``), ``public`` (a remote party that
+    trusts the public CAs) or ``peer`` (a party whose trust list we cannot see:
+    no chain check); ``eku`` a key of :data:`EKU_RULES`.  ``on_eku`` and
+    ``on_trust`` are the service status when that check fails.
+    """
+
+    presenter: str
+    cert: str
+    verifier: str
+    eku: str
+    on_eku: str = "failed"
+    on_trust: str = "failed"
+    relies_on_client_auth: bool = False
+
+
+@attrs.frozen
+class Service:
+    """One service of the assessment: its checks and the services it needs."""
+
+    id: str
+    label: str
+    initiator: str
+    acceptor: str
+    checks: tuple[CertCheck, ...] = ()
+    needs: tuple[str, ...] = ()
+
+
+# The initiator presents its client certificate, the acceptor its server certificate.
+SERVICES: tuple[Service, ...] = (
+    Service(
+        "uc-traversal-zone",
+        "Unified Communications traversal zone (Core -> Edge, SIP TLS)",
+        "core",
+        "edge",
+        checks=(
+            CertCheck("core", "client", "edge", "checking-mode", relies_on_client_auth=True),
+            CertCheck("edge", "server", "core", "serverAuth"),
+        ),
+    ),
+    Service(
+        "ssh-tunnels",
+        "SSH tunnels, TCP 2222 (Core -> Edge)",
+        "core",
+        "edge",
+        checks=(
+            CertCheck("core", "client-ssh", "edge", "clientAuth", relies_on_client_auth=True),
+            CertCheck("edge", "server", "core", "serverAuth"),
+        ),
+    ),
+    Service("mra", "Mobile and Remote Access", "client", "edge", needs=("uc-traversal-zone", "ssh-tunnels")),
+    Service("webrtc-proxy", "WebRTC proxy", "client", "edge", needs=("uc-traversal-zone", "ssh-tunnels")),
+    Service(
+        "edge-outbound-mtls",
+        "Edge -> Webex and mTLS peers on 5061",
+        "edge",
+        "webex",
+        # DOMAIN.md: most remote parties require clientAuth, but their rules are their own (outcome 5: the remote
+        # can turn its check off), so a missing clientAuth is a risk, not a known failure; they trust the public CAs.
+        checks=(
+            CertCheck(
+                "edge",
+                "client",
+                "public",
+                "clientAuth",
+                on_eku="at-risk",
+                on_trust="at-risk",
+                relies_on_client_auth=True,
+            ),
+        ),
+    ),
+    Service(
+        "core-outbound-mtls",
+        "Core -> CUCM (TFTP 6972) and other peers",
+        "core",
+        "cucm",
+        # CUCM's rules and trust list are its own: a missing clientAuth is a risk, not a known failure.
+        checks=(CertCheck("core", "client", "peer", "clientAuth", on_eku="at-risk", relies_on_client_auth=True),),
+    ),
+    Service(
+        "mra-client-trust",
+        "MRA clients trust the Edge's server certificate",
+        "mra-clients",
+        "edge",
+        checks=(CertCheck("edge", "server", "public", "serverAuth", on_trust="at-risk"),),
+    ),
+)
+
+# Where each presented store's certificate lives, first file that exists wins (no SSH bundle:
+# the tunnels use the store's certificate).  An X15.4 node (no client store yet) is assessed as
+# the migration leaves it: each client file read from its counterpart (FileRule.counterpart).
+PRESENTED_FILES = {
+    "client": ("client.pem",),
+    "client-ssh": ("client-ssh.pem", "client.pem"),
+    "server": ("server.pem",),
+}
+
+# The fix for a failed check, by kind of failure; {cert}, {verifier}, {presenter} are filled in.
+ASSESS_FIXES = {
+    "missing": "install the {store} certificate on the {presenter}",
+    "expired": "renew {cert} (and the copy in the other store if it is one)",
+    "not-yet-valid": "check the {presenter}'s clock and {cert}'s validity dates",
+    "untrusted": "add the CA that issued {cert} to the {verifier}'s ca.pem, or install a {store} certificate "
+    "from a CA the {verifier} trusts",
+    "untrusted-public": "use a {store} certificate from a public CA, or make sure every remote party trusts "
+    "the CA that issued {cert}",
+    "eku-client": "install on the {presenter} a client certificate with serverAuth and clientAuth from a private "
+    "CA the {verifier} trusts (public CAs no longer issue clientAuth); turning EKU checking off is not a fix: "
+    "the SSH tunnels always require clientAuth",
+    "eku-client-peer": "install on the {presenter} a client certificate with clientAuth that the peer trusts, "
+    "or have the peer turn its client-EKU check off",
+    "eku-server": "install on the {presenter} a {store} certificate with the serverAuth EKU",
+    "cutoff": "before the renewal after {date}, install a client certificate with clientAuth from a private CA "
+    "the {verifier} trusts: public CAs no longer issue clientAuth after it",
+}

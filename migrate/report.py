@@ -24,6 +24,9 @@ def render(doc: dict, fmt: str) -> str:
     """``doc`` in the format ``fmt``; always ends with a newline."""
     if fmt == "json":
         return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+    if doc.get("command") == "assess" and "error" not in doc:
+        lines = _assess_markdown(doc) if fmt == "markdown" else _assess_text(doc)
+        return "\n".join(lines).rstrip("\n") + "\n"
     if fmt == "markdown":
         return "\n".join(_markdown(doc)).rstrip("\n") + "\n"
     return "\n".join(_text(doc)).rstrip("\n") + "\n"
@@ -146,4 +149,89 @@ def _markdown(doc: dict, level: int = 2) -> list[str]:
         lines.append("")
     if doc.get("plan"):
         lines += _markdown(doc["plan"], level + 1)
+    return lines
+
+
+# --- assess ---------------------------------------------------------------------
+
+_STATUS_WORDS = {"active": "active", "failed": "FAILED", "at-risk": "at risk"}
+
+
+def _assess_verdict(doc: dict) -> str:
+    counts = {status: sum(s["status"] == status for s in doc["services"]) for status in ("failed", "at-risk")}
+    if not any(counts.values()):
+        return "every service active"
+    return ", ".join(f"{n} {_STATUS_WORDS[status]}" for status, n in counts.items() if n)
+
+
+def _node_words(node: dict) -> str:
+    return f"{node['node']} ({node['state']}, EKU checking {node['checking_mode']}, {node['checking_source']})"
+
+
+def _assess_text(doc: dict) -> list[str]:
+    lines = [f"assess: {_assess_verdict(doc)}"]
+    lines += [f"  {role}: {_node_words(doc[role])}" for role in ("core", "edge")]
+    width = max(len(s["id"]) for s in doc["services"])
+    lines.append("services:")
+    for s in doc["services"]:
+        lines.append(f"  {s['id']:<{width}}  {_STATUS_WORDS[s['status']]:<7}  {s['reason']}")
+        if s["fix"] and s["status"] != "active":
+            lines.append(f"  {'':<{width}}  {'':<7}  fix: {s['fix']}")
+    if doc["findings"]:
+        lines.append("findings:")
+        for f in doc["findings"]:
+            lines.append(f"  [{_MARK.get(f['severity'], f['severity'])}] {f['id']}: {f['message']}")
+    return lines
+
+
+# The picture: (from, to, service id); node ids and their labels.
+_MERMAID_NODES = {
+    "core": 'core["Expressway-C (Core)"]',
+    "edge": 'edge["Expressway-E (Edge)"]',
+    "webex": 'webex(["Webex / mTLS peers"])',
+    "cucm": 'cucm(["CUCM"])',
+    "clients": 'clients(["MRA clients"])',
+}
+_MERMAID_LINKS = (
+    ("core", "edge", "uc-traversal-zone"),
+    ("core", "edge", "ssh-tunnels"),
+    ("edge", "webex", "edge-outbound-mtls"),
+    ("core", "cucm", "core-outbound-mtls"),
+    ("clients", "edge", "mra-client-trust"),
+    ("clients", "edge", "mra"),
+    ("clients", "edge", "webrtc-proxy"),
+)
+_MERMAID_COLOURS = {"active": "#2e7d32", "failed": "#c62828", "at-risk": "#ef6c00"}
+
+
+def _assess_mermaid(doc: dict) -> list[str]:
+    status = {s["id"]: s["status"] for s in doc["services"]}
+    lines = ["```mermaid", "flowchart LR"]
+    declared = set()
+    styles = []
+    for index, (source, target, service) in enumerate(link for link in _MERMAID_LINKS if link[2] in status):
+        ends = []
+        for node in (source, target):
+            ends.append(_MERMAID_NODES[node] if node not in declared else node)
+            declared.add(node)
+        lines.append(f'  {ends[0]} -->|"{service}: {status[service]}"| {ends[1]}')
+        styles.append(f"  linkStyle {index} stroke:{_MERMAID_COLOURS[status[service]]},stroke-width:2px")
+    return lines + styles + ["```"]
+
+
+def _assess_markdown(doc: dict) -> list[str]:
+    lines = [f"## `assess`: **{_assess_verdict(doc)}**", ""]
+    lines += [f"- {role}: {_md_escape(_node_words(doc[role]))}" for role in ("core", "edge")]
+    lines += ["", *_assess_mermaid(doc), ""]
+    lines += ["### Services", "", "| service | status | reason | fix |", "|---|---|---|---|"]
+    for s in doc["services"]:
+        mark = s["status"] if s["status"] == "active" else f"**{s['status']}**"
+        lines.append(f"| `{s['id']}` | {mark} | {_md_escape(s['reason'])} | {_md_escape(s['fix'])} |")
+    lines.append("")
+    if doc["findings"]:
+        lines += ["### Findings", "", "| severity | id | message | hint |", "|---|---|---|---|"]
+        for f in doc["findings"]:
+            lines.append(
+                f"| {f['severity']} | `{f['id']}` | {_md_escape(f['message'])} | {_md_escape(f.get('hint', ''))} |"
+            )
     return lines
