@@ -376,9 +376,10 @@ def _judge(check: policy.CertCheck, nodes: dict, public_cas, now, public: dict) 
             kind = "eku-server"
         else:
             kind = "eku-client-peer" if check.verifier in ("public", "peer") else "eku-client"
+        demand = f"usually requires {eku_name}" if check.on_eku == AT_RISK else f"requires {eku_name} ({why_eku})"
         return _Verdict(
             check.on_eku,
-            f"{_JUDGES[check.verifier]} requires {eku_name} ({why_eku}); {label} has {_eku_words(leaf)}",
+            f"{check.judge or _JUDGES[check.verifier]} {demand}; {label} has {_eku_words(leaf)}",
             _fix(kind, **values),
             presented.id,
         )
@@ -391,7 +392,9 @@ def _judge(check: policy.CertCheck, nodes: dict, public_cas, now, public: dict) 
             _fix("cutoff", date=f"{cutoff:%Y-%m-%d}", **values),
             presented.id,
         )
-    return _Verdict(ACTIVE, f"{_JUDGES[check.verifier]} accepts {label} ({eku_name} required: {why_eku})")
+    return _Verdict(
+        ACTIVE, f"{check.judge or _JUDGES[check.verifier]} accepts {label} ({eku_name} required: {why_eku})"
+    )
 
 
 def _eku_words(leaf) -> str:

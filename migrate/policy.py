@@ -165,6 +165,7 @@ class CertCheck:
     on_eku: str = "failed"
     on_trust: str = "failed"
     relies_on_client_auth: bool = False
+    judge: str = ""  # who the verifier is, as a report names it (default: from ``verifier``)
 
 
 @attrs.frozen
@@ -219,6 +220,7 @@ SERVICES: tuple[Service, ...] = (
                 on_eku="at-risk",
                 on_trust="at-risk",
                 relies_on_client_auth=True,
+                judge="a remote peer such as Webex",
             ),
         ),
     ),
@@ -235,7 +237,7 @@ SERVICES: tuple[Service, ...] = (
         "MRA clients trust the Edge's server certificate",
         "mra-clients",
         "edge",
-        checks=(CertCheck("edge", "server", "public", "serverAuth", on_trust="at-risk"),),
+        checks=(CertCheck("edge", "server", "public", "serverAuth", on_trust="at-risk", judge="an MRA client"),),
     ),
 )
 
