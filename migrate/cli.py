@@ -280,6 +280,7 @@ def _rehearse(args) -> tuple[dict, int]:
 
 def _read_public_cas(path: str | None) -> tuple[tuple, str]:
     """The CAs to treat as public, and where they came from: ``path``, else the system trust store."""
+    import os
     import ssl
     from pathlib import Path
 
@@ -310,6 +311,7 @@ def _read_public_cas(path: str | None) -> tuple[tuple, str]:
     cafile = ssl.get_default_verify_paths().cafile
     if not cafile:
         return (), "the system trust store (none found)"
+    cafile = os.path.realpath(cafile)  # distributions often link it; the store itself is trusted system data
     state = read_capped(Path(cafile), cap, cafile)
     if state.data is None:
         return (), f"the system trust store ({cafile}: {state.error or state.kind})"

@@ -252,7 +252,7 @@ PRESENTED_FILES = {
 
 # The fix for a failed check, by kind of failure; {cert}, {verifier}, {presenter} are filled in.
 ASSESS_FIXES = {
-    "missing": "install the {store} certificate on the {presenter}",
+    "missing": "install the {store} certificate on the {presenter} (run precheck on it for the details)",
     "expired": "renew {cert} (and the copy in the other store if it is one)",
     "not-yet-valid": "check the {presenter}'s clock and {cert}'s validity dates",
     "untrusted": "add the CA that issued {cert} to the {verifier}'s ca.pem, or install a {store} certificate "

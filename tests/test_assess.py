@@ -350,3 +350,43 @@ class TestCli:
         edge = node(tmp_path, "edge", cert(ca1, "edge", dates={}), [ca1])
         code = main(["assess", "--core", str(core), "--edge", str(edge), "--public-ca", str(tmp_path / "nope.pem")])
         assert code == 1 and "error[public-ca-unreadable]" in capsys.readouterr().err
+
+
+class TestSystemTrustStore:
+    def test_without_public_ca_the_system_store_is_read_through_its_link(self, tmp_path, ca1, ca2, capsys, monkeypatch):
+        """Without --public-ca the system store's cafile counts as public, even when it is a symbolic link to the file."""
+        import ssl
+
+        store = tmp_path / "store" / "ca-certificates.crt"
+        store.parent.mkdir()
+        store.write_bytes(ca2.cert_pem)
+        link = tmp_path / "cert.pem"
+        link.symlink_to(store)
+        paths = ssl.get_default_verify_paths()._replace(cafile=str(link))
+        monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: paths)
+        core = node(
+            tmp_path,
+            "core",
+            cert(ca2, "core", SERVER_ONLY, dates={}),
+            [ca1, ca2],
+            client_identity=cert(ca1, "core", BOTH, dates={}),
+        )
+        edge = node(tmp_path, "edge", cert(ca2, "edge", SERVER_ONLY, dates={}), [ca1, ca2])
+        code = main(["assess", "--core", str(core), "--edge", str(edge), "--format", "json"])
+        doc = json.loads(capsys.readouterr().out)
+        assert code == 0
+        assert {s["id"]: s["status"] for s in doc["services"]}["mra-client-trust"] == "active"  # ca2 read as public
+
+    def test_no_system_store_means_no_public_ca_and_says_so(self, tmp_path, ca1, capsys, monkeypatch):
+        """With no system store found, no CA counts as public and a finding says why."""
+        import ssl
+
+        paths = ssl.get_default_verify_paths()._replace(cafile=None)
+        monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: paths)
+        core = node(tmp_path, "core", cert(ca1, "core", BOTH, dates={}), [ca1])
+        edge = node(tmp_path, "edge", cert(ca1, "edge", BOTH, dates={}), [ca1])
+        main(["assess", "--core", str(core), "--edge", str(edge), "--format", "json"])
+        doc = json.loads(capsys.readouterr().out)
+        empty = [f for f in doc["findings"] if f["id"] == "public-ca-list-empty"]
+        assert empty and "none found" in empty[0]["path"], doc["findings"]
+        assert {s["id"]: s["status"] for s in doc["services"]}["mra-client-trust"] == "at-risk"
