@@ -289,8 +289,8 @@ def _read_public_cas(path: str | None) -> tuple[tuple, str]:
     from .scan import read_capped
 
     cap = 64 << 20
-    if path is not None:
-        state = read_capped(Path(path), cap, path)
+    if path is not None:  # named by the user, not a file of the node: a link to it is followed
+        state = read_capped(Path(os.path.realpath(path)), cap, path)
         if state.data is None:
             raise CertError(
                 f"cannot read the public CA list ({state.error or state.kind})",
