@@ -227,11 +227,7 @@ def _key_name(key) -> str:
 
 
 def _unreadable_hint(euid: int) -> str:
-    if euid != 0:
-        return "run as root"
-    return (
-        "root was refused: check the file system (NFS root squashing, a failing disk), SELinux or AppArmor, and chattr"
-    )
+    return "run as root" if euid != 0 else policy.ROOT_REFUSED_HINT
 
 
 def _unusable(state: FileState, prefix: str, what: str, cap: int, large_hint: str, euid: int = 0) -> Finding | None:

@@ -15,6 +15,9 @@ SERVER_AUTH = "1.3.6.1.5.5.7.3.1"
 CLIENT_AUTH = "1.3.6.1.5.5.7.3.2"
 EKU_NAMES = {SERVER_AUTH: "serverAuth", CLIENT_AUTH: "clientAuth"}
 
+# What to check when root itself is refused (EACCES/EPERM as root): shown by precheck and by apply.
+ROOT_REFUSED_HINT = "root was refused: check SELinux or AppArmor, immutable attributes (lsattr), NFS root squashing"
+
 # --- Layout -----------------------------------------------------------------
 
 CERT_DIR = "persistent/certs"

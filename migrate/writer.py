@@ -102,8 +102,8 @@ _CAUSE_HINTS = {
     errno.EROFS: "the file system is mounted read-only: remount it read-write",
     errno.ENOSPC: "the file system is full: free some space",
     errno.EDQUOT: "the disk quota is used up: free some space",
-    errno.EACCES: "root was refused: check SELinux or AppArmor, immutable attributes (lsattr), NFS root squashing",
-    errno.EPERM: "root was refused: check SELinux or AppArmor, immutable attributes (lsattr), NFS root squashing",
+    errno.EACCES: policy.ROOT_REFUSED_HINT,
+    errno.EPERM: policy.ROOT_REFUSED_HINT,
     errno.EIO: "the disk reported an I/O error: check the system log (dmesg) first",
 }
 
