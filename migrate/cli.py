@@ -46,7 +46,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("precheck", parents=[common, node, checks], help="read-only checks; exit 1 if any blocker")
+    p = sub.add_parser("precheck", parents=[common, checks], help="read-only checks; exit 1 if any blocker")
+    p.add_argument("node", metavar="NODE", nargs="?", help="the node root (on an appliance: /tandberg)")
+    p.add_argument("--cert-dir", metavar="DIR", help="the certificate directory (default: NODE/persistent/certs)")
+    p.add_argument(
+        "--config", metavar="FILE", help="the xConfiguration text (default: NODE/persistent/xconfiguration.txt)"
+    )
+    p.add_argument(
+        "--fleet",
+        metavar="DIR",
+        help="precheck every node root under DIR (a directory holding persistent/certs) instead of NODE",
+    )
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        metavar="N",
+        help="with --fleet: worker processes (default: one per core; 1 runs in this process)",
+    )
     p = sub.add_parser("plan", parents=[common, node, checks], help="the precheck plus the actions apply would take")
     p.add_argument("--out", metavar="FILE", help="also write the plan's JSON to FILE, for apply --plan")
     p.add_argument(
@@ -94,6 +110,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
+
+
+def _check_usage(parser: argparse.ArgumentParser, args) -> None:
+    """The rules argparse cannot state: precheck takes NODE or --fleet, exactly one."""
+    if args.command != "precheck":
+        return
+    if (args.node is None) == (args.fleet is None):
+        parser.error("precheck: pass either NODE or --fleet DIR, not both and not neither")
+    if args.fleet is not None and (args.cert_dir or args.config):
+        parser.error("precheck: --cert-dir and --config name one node's files; they do not apply to --fleet")
+    if args.fleet is None and args.jobs is not None:
+        parser.error("precheck: --jobs applies only with --fleet")
+
+
 def _iso_date(text: str):
     from datetime import date
 
@@ -138,6 +176,8 @@ def _make_plan(args, **kwargs):
 
 
 def _precheck(args) -> tuple[dict, int]:
+    if args.fleet is not None:
+        return _precheck_fleet(args)
     plan = _make_plan(args, warn_days=args.warn_days)
     doc = {
         "format_version": 1,
@@ -149,6 +189,41 @@ def _precheck(args) -> tuple[dict, int]:
         "findings": [f.as_dict() for f in plan.findings],
     }
     return doc, EXIT_OK if plan.ready else EXIT_FAIL
+
+
+def _precheck_fleet(args) -> tuple[dict, int]:
+    """Precheck every node under ``--fleet``, with a progress bar on a terminal."""
+    import os
+
+    from tqdm import tqdm
+
+    from . import fleet
+    from .errors import MigrateError
+
+    top = os.path.abspath(args.fleet)
+    if not os.path.isdir(top):
+        raise MigrateError(
+            f"{args.fleet} is not a directory", id="fleet-missing", hint="pass the directory that holds the node roots"
+        )
+    jobs = args.jobs or os.cpu_count() or 1
+    walk_findings: list = []
+    results = fleet.run(top, walk_findings, jobs=jobs, warn_days=args.warn_days)
+    bar = tqdm(results, desc="precheck", unit=" nodes", file=sys.stderr, disable=not sys.stderr.isatty())
+    try:
+        nodes = list(bar)
+    finally:
+        bar.close()
+        results.close()
+    if not nodes:
+        skipped = "; ".join(f.path for f in walk_findings if f.severity != "info")
+        raise MigrateError(
+            f"no node root (a directory holding persistent/certs) under {args.fleet}"
+            + (f"; not readable: {skipped}" if skipped else ""),
+            id="fleet-empty",
+            hint="pass the directory that holds the node roots",
+        )
+    doc = fleet.fleet_doc(top, nodes, walk_findings)
+    return doc, EXIT_OK if doc["ready"] else EXIT_FAIL
 
 
 def _plan(args) -> tuple[dict, int]:
@@ -376,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     try:
         args = parser.parse_args(argv)
+        _check_usage(parser, args)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     _configure_logging(args.log_format, args.verbose)

@@ -24,6 +24,9 @@ def render(doc: dict, fmt: str) -> str:
     """``doc`` in the format ``fmt``; always ends with a newline."""
     if fmt == "json":
         return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+    if doc.get("command") == "precheck" and "fleet" in doc and "error" not in doc:
+        lines = _fleet_markdown(doc) if fmt == "markdown" else _fleet_text(doc)
+        return "\n".join(lines).rstrip("\n") + "\n"
     if doc.get("command") == "assess" and "error" not in doc:
         lines = _assess_markdown(doc) if fmt == "markdown" else _assess_text(doc)
         return "\n".join(lines).rstrip("\n") + "\n"
@@ -234,4 +237,84 @@ def _assess_markdown(doc: dict) -> list[str]:
             lines.append(
                 f"| {f['severity']} | `{f['id']}` | {_md_escape(f['message'])} | {_md_escape(f.get('hint', ''))} |"
             )
+    return lines
+
+
+# --- precheck --fleet -------------------------------------------------------------
+
+
+def _fleet_verdict(doc: dict) -> str:
+    summary = doc["summary"]
+    if summary["blocked"]:
+        return f"{summary['blocked']} of {summary['nodes']} BLOCKED"
+    if summary["at_risk"]:
+        return f"every node ready, {summary['at_risk']} at risk"
+    return "every node ready"
+
+
+def _fleet_counts(doc: dict) -> list[tuple[str, int]]:
+    summary = doc["summary"]
+    return [
+        ("nodes", summary["nodes"]),
+        ("ready (no blocker)", summary["ready"]),
+        ("blocked", summary["blocked"]),
+        ("at risk (ready, with a warning)", summary["at_risk"]),
+    ]
+
+
+def _node_reasons(node: dict) -> list[str]:
+    """The ids that make a node blocked or at risk: blockers first, each once."""
+    ordered = sorted(node["findings"], key=lambda f: f["severity"] != "blocker")
+    return list(dict.fromkeys(f["id"] for f in ordered if f["severity"] in ("blocker", "warning")))
+
+
+def _flagged(doc: dict) -> list[tuple[dict, str]]:
+    """The blocked and the at-risk nodes, blocked first, each in path order, with its status word."""
+    blocked = [(n, "BLOCKED") for n in doc["nodes"] if not n["ready"]]
+    return blocked + [(n, "at risk") for n in doc["nodes"] if n["ready"] and n["at_risk"]]
+
+
+def _fleet_text(doc: dict) -> list[str]:
+    lines = [f"precheck fleet {doc['fleet']}: {_fleet_verdict(doc)}"]
+    counts = _fleet_counts(doc)
+    width = max(len(label) for label, _ in counts)
+    lines += [f"  {label + ':':<{width + 1}} {value}" for label, value in counts]
+    groups = doc["summary"]["by_finding"]
+    if groups:
+        id_width = max(len("id"), *(len(fid) for fid in groups))
+        lines.append("findings:")
+        lines.append(f"  {'id':<{id_width}}  {'severity':<8}  nodes")
+        lines += [f"  {fid:<{id_width}}  {g['severity']:<8}  {g['nodes']}" for fid, g in groups.items()]
+    flagged = _flagged(doc)
+    if flagged:
+        lines.append("blocked or at risk:")
+        lines += [f"  {node['node']}: {word} {', '.join(_node_reasons(node))}" for node, word in flagged]
+    if doc.get("findings"):
+        lines.append("walk:")
+        for f in doc["findings"]:
+            lines.append(f"  [{_MARK.get(f['severity'], f['severity'])}] {f['id']} {f['path']}: {f['message']}")
+    return lines
+
+
+def _fleet_markdown(doc: dict) -> list[str]:
+    lines = [f"## `precheck` — fleet {_md_escape(doc['fleet'])}: **{_fleet_verdict(doc)}**", ""]
+    lines += ["| | nodes |", "|---|---|"]
+    lines += [f"| {label} | {value} |" for label, value in _fleet_counts(doc)]
+    lines.append("")
+    groups = doc["summary"]["by_finding"]
+    if groups:
+        lines += ["### Findings", "", "| id | severity | nodes |", "|---|---|---|"]
+        lines += [f"| `{fid}` | {g['severity']} | {g['nodes']} |" for fid, g in groups.items()]
+        lines.append("")
+    flagged = _flagged(doc)
+    if flagged:
+        lines += ["### Blocked or at risk", "", "| node | status | findings |", "|---|---|---|"]
+        for node, word in flagged:
+            reasons = ", ".join(f"`{fid}`" for fid in _node_reasons(node))
+            lines.append(f"| {_md_escape(node['node'])} | {'**blocked**' if word == 'BLOCKED' else word} | {reasons} |")
+        lines.append("")
+    if doc.get("findings"):
+        lines += ["### Walk", "", "| severity | id | path | message |", "|---|---|---|---|"]
+        for f in doc["findings"]:
+            lines.append(f"| {f['severity']} | `{f['id']}` | {_md_escape(f['path'])} | {_md_escape(f['message'])} |")
     return lines

@@ -1,0 +1,26 @@
+"""The benchmark script in its smoke mode: it runs, and reports every figure (the figures themselves are not judged here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+
+class TestBenchSmoke:
+    def test_smoke_run_reports_every_ratio_and_growth_row(self):
+        """`bench/run.py --smoke --json` exits 0 with both ratios and a per-node row for its fleet size."""
+        done = subprocess.run(
+            [sys.executable, str(BENCH), "--smoke", "--json"], capture_output=True, text=True, timeout=600, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        figures = json.loads(done.stdout)
+        assert figures["nodes"] == 4 and figures["repeat"] == 1
+        for key in ("fleet_ratio", "cold_start_ratio", "fleet_precheck_s", "read_and_parse_floor_s"):
+            assert figures[key] > 0, key
+        assert figures["fleet_ratio"] == round(figures["fleet_precheck_s"] / figures["read_and_parse_floor_s"], 2)
+        row = figures["per_node"]["4"]
+        assert row["precheck_plan_ms"] > 0 and row["rehearsal_ms"] > 0
