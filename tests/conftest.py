@@ -35,3 +35,16 @@ def _reset_structlog():
     """cli.main() points structlog at the captured stderr; do not leave it pointing there."""
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture
+def run(capsys):
+    """Run the command line (``main``) with the given arguments, str() applied; return (exit code, stdout, stderr)."""
+    from migrate.cli import main
+
+    def run(*argv):
+        code = main([str(arg) for arg in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

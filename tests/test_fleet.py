@@ -19,7 +19,6 @@ import pytest
 
 from migrate import fleet, policy
 from migrate.checks import Finding
-from migrate.cli import main
 from migrate.errors import NodeError
 from migrate.factory import NodeSpec, build_node, issue, make_ca
 from migrate.tree import read_tree
@@ -61,18 +60,6 @@ def fleet_dir(tmp_path_factory) -> Path:
     (top / "site-b/core1-link").symlink_to(top / "site-a/core1", target_is_directory=True)
     (top / "mirror").symlink_to(top / "site-a", target_is_directory=True)
     return top
-
-
-@pytest.fixture
-def run(capsys):
-    """Run ``main`` with the given arguments; return (exit code, stdout, stderr)."""
-
-    def run(*argv):
-        code = main([str(arg) for arg in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def node_paths(items) -> set[str]:

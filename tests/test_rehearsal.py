@@ -37,18 +37,6 @@ REHEARSAL_KEYS = {"format_version", "command", "node", "ok", "steps", "crash_poi
 CALL = re.compile(r"#(?P<number>[1-9][0-9]*) (?P<name>[a-z_]+)\((?P<target>.+)\)")
 
 
-@pytest.fixture
-def run(capsys):
-    """Run ``main`` and return (exit code, stdout, stderr)."""
-
-    def run(*argv):
-        code = main([str(arg) for arg in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
 def disk_state(root: Path) -> tuple[dict, dict]:
     """The tree at ``root`` and the ctime of every path (any write, chmod or chown changes a ctime)."""
     ctimes = {}
