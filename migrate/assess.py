@@ -32,13 +32,13 @@ its EKU rule is applied to the parsed certificate (``CertInfo.allows``).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 
 import attrs
 
 from . import checks, policy, xconfig
+from .certs import x509_certificate
 from .checks import INFO, WARNING, Analysis, Finding
 
 FORMAT_VERSION = 1
@@ -234,15 +234,6 @@ def node_view(role: str, analysis: Analysis) -> tuple[NodeView, list[Finding]]:
 # --- Verification -------------------------------------------------------------
 
 
-def _x509(cert_info):
-    from cryptography import x509
-    from cryptography.utils import CryptographyDeprecationWarning
-
-    with warnings.catch_warnings():  # system trust stores hold old roots (negative serials)
-        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        return x509.load_der_x509_certificate(cert_info.der)
-
-
 def eku_allows(eku, oid: str) -> bool:
     """Whether an EKU set (None: no extension, unrestricted) allows ``oid``."""
     return eku is None or oid in eku or _ANY_EKU in eku
@@ -260,7 +251,7 @@ def _verifier(anchors: Sequence, now: datetime, oid: str | None):
     eku = (x509.ExtendedKeyUsage, v.Criticality.AGNOSTIC, validator)
     return (
         v.PolicyBuilder()
-        .store(v.Store([_x509(a) for a in anchors]))
+        .store(v.Store([x509_certificate(a.der) for a in anchors]))
         .time(now)
         .extension_policies(
             ca_policy=v.ExtensionPolicy.webpki_defaults_ca().may_be_present(*eku),
@@ -277,7 +268,9 @@ def _chain(presented: Presented, anchors: Sequence, now: datetime, oid: str | No
     if not anchors:
         return None, "the trusted CA list is empty"
     try:
-        verified = _verifier(anchors, now, oid).verify(_x509(presented.leaf), [_x509(c) for c in presented.certs[1:]])
+        verified = _verifier(anchors, now, oid).verify(
+            x509_certificate(presented.leaf.der), [x509_certificate(c.der) for c in presented.certs[1:]]
+        )
     except v.VerificationError as exc:
         return None, str(exc).split(" (encountered processing")[0].removeprefix("validation failed: ")
     return tuple(verified.chain), None

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 
 import attrs
@@ -254,10 +256,25 @@ class CertInfo:
         return known + unknown
 
 
+@contextlib.contextmanager
+def _quiet_serials() -> Iterator[None]:
+    """Silence cryptography's warning about a negative serial number.
+
+    Old roots in system trust stores have them; cryptography still reads them
+    but warns when the serial is parsed, which is not the user's concern.
+    """
+    from cryptography.utils import CryptographyDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        yield
+
+
 @functools.lru_cache(maxsize=64)
-def _x509(der: bytes) -> x509.Certificate:
-    """The cryptography certificate object of ``der`` (cached: chain checks reload)."""
-    return x509.load_der_x509_certificate(der)
+def x509_certificate(der: bytes) -> x509.Certificate:
+    """The cryptography certificate object of ``der`` (cached: chain checks reload it)."""
+    with _quiet_serials():
+        return x509.load_der_x509_certificate(der)
 
 
 def _eku(cert: x509.Certificate) -> frozenset[str] | None:
@@ -282,20 +299,21 @@ def _spki(public_key) -> bytes:
 
 def _cert_info(der: bytes) -> CertInfo:
     """The :class:`CertInfo` of one DER certificate; cryptography's errors pass through."""
-    cert = _x509(der)
-    return CertInfo(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
-        serial=cert.serial_number,
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        eku=_eku(cert),
-        is_ca=_is_ca(cert),
-        self_signed=cert.subject == cert.issuer,
-        public_key_der=_spki(cert.public_key()),
-        sha256=hashlib.sha256(der).hexdigest(),
-        der=der,
-    )
+    with _quiet_serials():  # cryptography parses lazily: any field may reach the serial
+        cert = x509_certificate(der)
+        return CertInfo(
+            subject=cert.subject.rfc4514_string(),
+            issuer=cert.issuer.rfc4514_string(),
+            serial=cert.serial_number,
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            eku=_eku(cert),
+            is_ca=_is_ca(cert),
+            self_signed=cert.subject == cert.issuer,
+            public_key_der=_spki(cert.public_key()),
+            sha256=hashlib.sha256(der).hexdigest(),
+            der=der,
+        )
 
 
 def _parse_certificate(block: PemBlock, number: int) -> CertInfo:
@@ -348,7 +366,7 @@ def chain_problem(certs: Sequence[CertInfo]) -> str | None:
     for number in range(1, len(certs)):
         child, parent = certs[number - 1], certs[number]
         did_not = f"certificate {number + 1} ({parent.subject}) did not issue certificate {number} ({child.subject})"
-        child_x509, parent_x509 = _x509(child.der), _x509(parent.der)
+        child_x509, parent_x509 = x509_certificate(child.der), x509_certificate(parent.der)
         if child_x509.issuer != parent_x509.subject:
             return f"{did_not}: certificate {number} names {child.issuer} as its issuer"
         try:
@@ -370,7 +388,7 @@ def describe(cert: CertInfo) -> str:
         eku = "none (unrestricted)"
     else:
         eku = "+".join(cert.eku_names()) or "empty"
-    parsed = _x509(cert.der)
+    parsed = x509_certificate(cert.der)
     return f"{_short(parsed.subject)}, issued by {_short(parsed.issuer)}, expires {cert.not_after:%Y-%m-%d}, EKU {eku}"
 
 

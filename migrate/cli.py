@@ -379,10 +379,6 @@ def _read_public_cas(path: str | None) -> tuple[tuple, str]:
             raise CertError(
                 f"the public CA list cannot be used: {exc.message}", id=exc.id, path=path, hint=exc.hint
             ) from None
-    import warnings
-
-    from cryptography.utils import CryptographyDeprecationWarning
-
     cafile = ssl.get_default_verify_paths().cafile
     if not cafile:
         return (), "the system trust store (none found)"
@@ -390,12 +386,10 @@ def _read_public_cas(path: str | None) -> tuple[tuple, str]:
     state = read_capped(Path(cafile), cap, cafile)
     if state.data is None:
         return (), f"the system trust store ({cafile}: {state.error or state.kind})"
-    with warnings.catch_warnings():  # old roots have negative serial numbers
-        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        try:
-            return certs.load_ca_bundle(state.data), cafile
-        except CertError as exc:
-            return (), f"the system trust store ({cafile}: {exc.message})"
+    try:
+        return certs.load_ca_bundle(state.data), cafile
+    except CertError as exc:
+        return (), f"the system trust store ({cafile}: {exc.message})"
 
 
 def _assess(args) -> tuple[dict, int]:

@@ -68,6 +68,13 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(PEM)
 
 
+def _pem_der(der: bytes) -> bytes:
+    """``der`` armoured as a PEM certificate, byte for byte (no re-encoding by cryptography)."""
+    body = base64.encodebytes(der).replace(b"\n", b"")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return b"-----BEGIN CERTIFICATE-----\n" + b"\n".join(lines) + b"\n-----END CERTIFICATE-----\n"
+
+
 def _key_pem(key, fmt=serialization.PrivateFormat.PKCS8, encryption=PLAIN) -> bytes:
     return key.private_bytes(PEM, fmt, encryption)
 
@@ -273,6 +280,16 @@ class TestLoadCertificates:
         assert info.public_key_der == _spki(pki.leaf_key)
         assert info.der == der
         assert info.sha256 == pki.leaf.fingerprint(hashes.SHA256()).hex()
+
+    def test_negative_serial_loads_without_a_warning(self, pki):
+        """A certificate with a negative serial (old roots in system stores) loads, and no warning escapes (warnings are errors here)."""
+        der = pki.leaf.public_bytes(serialization.Encoding.DER)
+        version_then_serial = b"\xa0\x03\x02\x01\x02\x02\x01\x03"  # v3, then serial 3
+        assert der.count(version_then_serial) == 1
+        negative = der.replace(version_then_serial, b"\xa0\x03\x02\x01\x02\x02\x01\xfd")  # serial -3
+        (info,) = load_certificates(_pem_der(negative))
+        assert info.serial == -3 and info.subject == "O=Example,CN=core.example.com"
+        assert info.eku is not None  # the extensions were parsed too
 
     def test_root_flags(self, pki):
         """A self-signed CA certificate is flagged CA and self-signed."""
