@@ -8,6 +8,7 @@ Reports go to stdout, logs to stderr.  ``main(argv)`` returns the exit code:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 2
@@ -142,11 +143,16 @@ def _iso_date(text: str):
 
 
 def _configure_logging(fmt: str, verbosity: int) -> None:
-    import logging
+    """Records below the level ``-v`` asks for are dropped unseen; structlog is set up for the first that is not."""
+    import functools
 
-    import structlog
+    from . import logs
 
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)]
+    level = (logs.WARNING, logs.INFO, logs.DEBUG)[min(verbosity, 2)]
+    logs.configure(level, functools.partial(_setup_structlog, fmt, level))
+
+
+def _setup_structlog(fmt: str, level: int, structlog) -> None:
     processors = [structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True)]
     if fmt == "json":
         processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
@@ -195,8 +201,6 @@ def _precheck_fleet(args) -> tuple[dict, int]:
     """Precheck every node under ``--fleet``, with a progress bar on a terminal."""
     import os
 
-    from tqdm import tqdm
-
     from . import fleet
     from .errors import MigrateError
 
@@ -208,12 +212,15 @@ def _precheck_fleet(args) -> tuple[dict, int]:
     jobs = args.jobs or os.cpu_count() or 1
     walk_findings: list = []
     results = fleet.run(top, walk_findings, jobs=jobs, warn_days=args.warn_days)
-    bar = tqdm(results, desc="precheck", unit=" nodes", file=sys.stderr, disable=not sys.stderr.isatty())
-    try:
-        nodes = list(bar)
-    finally:
-        bar.close()
-        results.close()
+    if not sys.stderr.isatty():  # piped: no bar, and no need to load one
+        with contextlib.closing(results):
+            nodes = list(results)
+    else:
+        from tqdm import tqdm
+
+        tqdm.monitor_interval = 0  # no monitor thread: the workers fork from a single-threaded process
+        with contextlib.closing(results), tqdm(results, desc="precheck", unit=" nodes", file=sys.stderr) as bar:
+            nodes = list(bar)
     if not nodes:
         skipped = "; ".join(f.path for f in walk_findings if f.severity != "info")
         raise MigrateError(
@@ -460,9 +467,9 @@ def main(argv: list[str] | None = None) -> int:
             MigrateError("interrupted", id="interrupted", hint="run status to see the node's state"), args, 130
         )
     except Exception as exc:  # a defect, not the user's mistake: one line, the traceback at -vv
-        import structlog
+        from . import logs
 
-        structlog.get_logger(__name__).debug("internal_error", exc_info=True)
+        logs.get_logger(__name__).debug("internal_error", exc_info=True)
         error = MigrateError(
             f"{type(exc).__name__}: {exc}",
             id="internal-error",

@@ -210,12 +210,22 @@ def _batches(found: Iterable[str | Finding], walk_findings: list, size: int) -> 
 
 
 def _context():
-    import multiprocessing
+    """How worker processes start: forked from this process when that is safe, else from a server.
 
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    A process with one thread forks safely, and its workers start with every
+    module already imported: no second interpreter to start.  With other
+    threads running (a caller's, say), a fork could copy a lock another thread
+    holds, so the workers fork from a small fresh server instead, which
+    imports what every worker needs once.
+    """
+    import multiprocessing
+    import threading
+
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" not in methods:
         return multiprocessing.get_context("spawn")
-    # Workers fork from a small fresh server, not from this (maybe large) process; the server
-    # imports what every worker needs once, and not the caller's __main__ (its default).
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["migrate.checks", "migrate.certs"])
     return context

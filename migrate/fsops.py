@@ -17,11 +17,9 @@ import os
 import stat
 from pathlib import Path
 
-import structlog
+from . import logs, policy
 
-from . import policy
-
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 

@@ -16,13 +16,11 @@ import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
-import structlog
-
-from . import fsops, policy
+from . import fsops, logs, policy
 from .errors import JournalError, LockError
 from .scan import Layout, Snapshot
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 FORMAT_VERSION = 1
 APPLYING, APPLIED = "applying", "applied"

@@ -15,9 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import attrs
-import structlog
-
-from . import checks, fsops, journal, policy
+from . import checks, fsops, journal, logs, policy
 from .checks import Finding
 from .errors import ApplyError, BlockedError, JournalError, MigrateError, PlanError, PrivilegeError, RollbackError
 from .plan import (
@@ -34,7 +32,7 @@ from .plan import (
 )
 from .scan import Layout, Snapshot, read_capped, scan
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 FORMAT_VERSION = 1
 

@@ -24,6 +24,8 @@ import pytest
 import structlog
 from hypothesis import settings
 
+from migrate import logs
+
 settings.register_profile("ci", max_examples=100, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile("nightly", max_examples=10000, deadline=None, print_blob=True)
@@ -32,9 +34,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.fixture(autouse=True)
 def _reset_structlog():
-    """cli.main() points structlog at the captured stderr; do not leave it pointing there."""
+    """cli.main() points structlog at the captured stderr and sets a level; do not leave either behind."""
     yield
     structlog.reset_defaults()
+    logs.reset()
 
 
 @pytest.fixture
