@@ -153,17 +153,20 @@ def _decode_body(body: bytes, place: Callable[[], str]) -> tuple[bytes, tuple[tu
     ``place`` names the block for a message; it is called only on error, as
     counting lines costs a pass over the file.
     """
-    headers, lines = _split_headers(body.splitlines(), place)
-    text = b"".join(lines).translate(None, _WHITESPACE)
+    if b":" in body:  # RFC 1421 headers can only be there if a colon is (base64 has none)
+        headers, lines = _split_headers(body.splitlines(), place)
+        text = b"".join(lines).translate(None, _WHITESPACE)
+    else:
+        headers, text = (), body.translate(None, _WHITESPACE)
     if not text:
         raise _malformed(f"{place()} is empty")
+    try:
+        return binascii.a2b_base64(text, strict_mode=True), headers
+    except binascii.Error:
+        pass
     if _BASE64.fullmatch(text) is None:
         raise _malformed(f"{place()} holds characters that are not base64")
-    try:
-        der = base64.b64decode(text, validate=True)
-    except binascii.Error:
-        raise _malformed(f"{place()} is not valid base64 (bad length or padding)") from None
-    return der, headers
+    raise _malformed(f"{place()} is not valid base64 (bad length or padding)")
 
 
 def _read_block(data: bytes, pos: int) -> tuple[PemBlock, int]:

@@ -78,17 +78,27 @@ class Layout:
         return self.cert_dir / name
 
     def rel(self, path: str | os.PathLike) -> str:
-        """``path`` relative to the node root when inside it, else absolute."""
-        path = Path(path)
-        try:
-            return path.relative_to(self.root).as_posix()
-        except ValueError:
-            return str(path)
+        """``path`` (absolute, normalised, as every path here is) relative to the node root when inside it, else as given."""
+        return _rel(os.fspath(self.root), os.fspath(path))
 
     def resolve(self, rel: str) -> Path:
         """The inverse of :meth:`rel`."""
         path = Path(rel)
         return path if path.is_absolute() else self.root / path
+
+
+def _rel(root: str, path: str) -> str:
+    # String work, not pathlib: the scan asks this for every file of every node of a fleet.
+    if path == root:
+        return "."
+    prefix = root if root.endswith("/") else root + "/"
+    return path[len(prefix) :] if path.startswith(prefix) else path
+
+
+def _staging(path: str) -> str:
+    """The string form of :func:`policy.staging_path`."""
+    head, _, name = path.rpartition("/")
+    return f"{head}/.{name}{policy.TEMP_SUFFIX}"
 
 
 @attrs.frozen
@@ -138,7 +148,7 @@ class FileState:
         }
 
 
-def read_capped(path: Path, cap: int, display: str) -> FileState:
+def read_capped(path: str | os.PathLike, cap: int, display: str) -> FileState:
     """Read one file without following a symlink, opening a FIFO, or reading past ``cap``."""
     try:
         st = os.lstat(path)
@@ -190,7 +200,7 @@ def read_capped(path: Path, cap: int, display: str) -> FileState:
     return FileState(display, "file", data=data, **common)
 
 
-def _lstat_state(path: Path, display: str) -> FileState:
+def _lstat_state(path: str, display: str) -> FileState:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -267,34 +277,36 @@ def scan(layout: Layout, *, now: datetime | None = None) -> Snapshot:
         raise NodeError(
             f"{layout.root} is not a directory", id="node-not-directory", hint="pass the node root, e.g. /tandberg"
         )
-    dirs = []
-    for path in _dirs_to_check(layout):
-        dirs.append(_lstat_state(path, layout.rel(path)))
-    files = {
-        rule.name: read_capped(layout.cert(rule.name), policy.MAX_PEM_BYTES, layout.rel(layout.cert(rule.name)))
-        for rule in policy.FILES
-    }
+    root, cert_dir, config = os.fspath(layout.root), os.fspath(layout.cert_dir), os.fspath(layout.config)
+    dirs = [_lstat_state(path, _rel(root, path)) for path in _dirs_to_check(layout)]
+    files = {}
+    for rule in policy.FILES:
+        path = f"{cert_dir}/{rule.name}"
+        files[rule.name] = read_capped(path, policy.MAX_PEM_BYTES, _rel(root, path))
     temps = []
-    for name, path in [(rule.name, layout.cert(rule.name)) for rule in policy.CLIENT_FILES] + [(None, layout.config)]:
-        staged = policy.staging_path(path)
-        temp = _lstat_state(staged, layout.rel(staged))
+    for name, path in [(rule.name, f"{cert_dir}/{rule.name}") for rule in policy.CLIENT_FILES] + [(None, config)]:
+        staged = _staging(path)
+        temp = _lstat_state(staged, _rel(root, staged))
         if not temp.exists:
             continue
         temps.append(temp)
         published = files.get(name)
         if published is not None and published.kind == "file" and published.inode == temp.inode:
             files[name] = attrs.evolve(published, staged_links=1)
-    state_dir = _lstat_state(layout.state_dir, layout.rel(layout.state_dir))
+    state_dir_path = f"{root.rstrip('/')}/{policy.STATE_DIR}"
+    journal_path = f"{state_dir_path}/{policy.JOURNAL_NAME}"
+    backup_path = f"{state_dir_path}/{policy.CONFIG_BACKUP_NAME}"
+    state_dir = _lstat_state(state_dir_path, _rel(root, state_dir_path))
     if state_dir.kind == "dir":
-        journal = read_capped(layout.journal, policy.MAX_CONFIG_BYTES, layout.rel(layout.journal))
-        config_backup = _lstat_state(layout.config_backup, layout.rel(layout.config_backup))
+        journal = read_capped(journal_path, policy.MAX_CONFIG_BYTES, _rel(root, journal_path))
+        config_backup = _lstat_state(backup_path, _rel(root, backup_path))
     else:  # never read through a state directory that is a link (or worse): precheck reports it
-        journal = FileState(layout.rel(layout.journal), "missing")
-        config_backup = FileState(layout.rel(layout.config_backup), "missing")
+        journal = FileState(_rel(root, journal_path), "missing")
+        config_backup = FileState(_rel(root, backup_path), "missing")
     return Snapshot(
         layout=layout,
         files=files,
-        config=read_capped(layout.config, policy.MAX_CONFIG_BYTES, layout.rel(layout.config)),
+        config=read_capped(config, policy.MAX_CONFIG_BYTES, _rel(root, config)),
         dirs=tuple(dirs),
         state_dir=state_dir,
         temps=tuple(temps),
@@ -305,19 +317,19 @@ def scan(layout: Layout, *, now: datetime | None = None) -> Snapshot:
     )
 
 
-def _dirs_to_check(layout: Layout) -> list[Path]:
+def _dirs_to_check(layout: Layout) -> list[str]:
     """The directories between the node root and the managed files, root excluded."""
-    out: list[Path] = []
-    for target in (layout.cert_dir, layout.config.parent):
-        try:
-            rel = target.relative_to(layout.root)
-        except ValueError:
-            if target not in out:
+    root = os.fspath(layout.root)
+    out: list[str] = []
+    for target in (os.fspath(layout.cert_dir), os.path.dirname(os.fspath(layout.config))):
+        rel = _rel(root, target)
+        if rel == "." or rel == target:  # the root itself, or outside it
+            if rel != "." and target not in out:
                 out.append(target)
             continue
-        path = layout.root
-        for part in rel.parts:
-            path = path / part
+        path = root.rstrip("/")
+        for part in rel.split("/"):
+            path = f"{path}/{part}"
             if path not in out:
                 out.append(path)
     return out

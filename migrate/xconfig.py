@@ -32,6 +32,7 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Iterable, Sequence
 
@@ -111,6 +112,7 @@ def parse(data: bytes) -> tuple[Setting, ...]:
     return tuple(setting for setting in found if setting is not None)
 
 
+@functools.lru_cache(maxsize=4096)  # setting names are a fixed vocabulary: a fleet repeats them on every node
 def _normal(name: str) -> str:
     return " ".join(name.split()).casefold()
 

@@ -12,7 +12,9 @@ import errno
 import importlib
 import json
 import os
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -175,6 +177,28 @@ class TestSummarise:
         """A node with a blocker and a warning counts as blocked only, never at risk."""
         node = fleet.node_result("a", [finding("mode-loose", "warning"), finding("key-mismatch", "blocker")])
         assert (node["ready"], node["at_risk"]) == (False, False)
+
+
+class TestWorkers:
+    def test_a_single_threaded_process_forks_its_workers(self):
+        """With one thread (the command line), workers fork from it: no second interpreter to start."""
+        probe = "from migrate import fleet; print(fleet._context().get_start_method())"
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+        assert out.strip() == "fork"
+
+    def test_with_other_threads_workers_come_from_a_fork_server(self, fleet_dir):
+        """With another thread running, workers start from a fork server, and the results are the same."""
+        stop = threading.Event()
+        other = threading.Thread(target=stop.wait)
+        other.start()
+        try:
+            assert fleet._context().get_start_method() == "forkserver"
+            parallel = sorted(fleet.run(str(fleet_dir), [], jobs=2), key=lambda n: n["node"])
+        finally:
+            stop.set()
+            other.join()
+        in_process = sorted(fleet.run(str(fleet_dir), [], jobs=1), key=lambda n: n["node"])
+        assert parallel == in_process and len(parallel) == len(NODES)
 
 
 class TestPrecheckFleet:
