@@ -5,18 +5,23 @@
     .venv/bin/python bench/run.py --smoke       # a few nodes, one run: checks the script works (CI)
 
 What it measures, in one run on one synthetic fleet (RSA-4096 identities as in
-the field; a few keys are reused, since generating them is slow):
+the field: each node its own certificate, the keys from a small pool, since
+generating them is slow):
 
 - fleet: ``expressway-migrate precheck --fleet DIR`` ÷ a bare script that reads
   the same files and parses each certificate and key once, with as many
-  processes (target ≤ 1.5);
+  processes (target ≤ 1.5); and, for scale, ÷ the same script when it also
+  checks the leaf certificate's signature, which the precheck does and the
+  floor does not;
 - cold start: ``expressway-migrate plan NODE`` ÷ ``python -c "import
-  cryptography.x509"`` (target ≤ 1.2);
+  cryptography.x509"`` (target ≤ 1.2), with the package's bytecode cached as
+  an installed wheel has it;
 - in process: the cost per node of precheck + plan, and of a rehearsal of the
   cycle in pyfakefs (without the crash rehearsal), at growing fleet sizes: the
   per-node figure should stay flat (linear growth).
 
-Machines are noisy: every figure is the median of ``--repeat`` runs.
+Machines are noisy: every figure is the median of ``--repeat`` runs (at least
+10 for the cold start), and the commands compared take turns.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 TOOL = [sys.executable, "-m", "migrate"]
+# The installed command, as users start it (``-m`` would add runpy's start-up).
+COMMAND = [str(BIN / "expressway-migrate")] if (BIN / "expressway-migrate").exists() else TOOL
 
 FLOOR = r"""
 import os, sys
@@ -42,10 +49,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 NAMES = ("ca.pem", "server.pem", "privkey.pem", "server-ssh.pem")
+VERIFY = os.environ.get("FLOOR_VERIFY") == "1"
 
 
 def node(root):
     certs = os.path.join(root, "persistent", "certs")
+    parsed = {}
     for name in NAMES:
         path = os.path.join(certs, name)
         try:
@@ -54,12 +63,17 @@ def node(root):
         except FileNotFoundError:
             continue
         if b"CERTIFICATE" in data:
-            x509.load_pem_x509_certificates(data[data.index(b"-----BEGIN CERTIFICATE") :])
+            parsed[name] = x509.load_pem_x509_certificates(data[data.index(b"-----BEGIN CERTIFICATE") :])
         if b"PRIVATE KEY" in data:
             end = data.index(b"PRIVATE KEY-----", data.index(b"PRIVATE KEY") + 11) + 16
             serialization.load_pem_private_key(data[:end], None, unsafe_skip_rsa_key_validation=True)
     with open(os.path.join(root, "persistent", "xconfiguration.txt"), "rb") as f:
         f.read()
+    if VERIFY and "server.pem" in parsed:  # and check the leaf's signature against its CA
+        leaf = parsed["server.pem"][0]
+        for ca in parsed.get("ca.pem", ()):
+            if ca.subject == leaf.issuer:
+                leaf.verify_directly_issued_by(ca)
     return 1
 
 
@@ -70,42 +84,59 @@ with ProcessPoolExecutor(os.cpu_count()) as pool:
 
 
 def build_fleet(root: Path, count: int) -> list[Path]:
-    """``count`` X15.4 nodes under ``root``: mostly healthy, every 10th blocked, every 7th at risk."""
+    """``count`` X15.4 nodes under ``root``: mostly healthy, every 10th blocked, every 7th at risk.
+
+    Every node has its own leaf certificate (its own name and serial, as in the
+    field), so that no cache can serve one node's parse to the next; the
+    RSA-4096 keys come from a small pool, and the CAs are shared by the fleet.
+    """
     from migrate import policy
     from migrate.factory import NodeSpec, issue, make_ca, node_tree
     from migrate.tree import write_tree
 
     private, public = make_ca("Example Internal CA1"), make_ca("Example Public CA2", public=True)
-    variants = {
-        "healthy": node_tree(NodeSpec(role="core", identity=issue(private, "core.example.com", key_type="rsa4096"))),
-        "blocked": node_tree(
-            NodeSpec(role="core", identity=issue(private, "core.example.com", key_type="rsa4096"), ssh="other")
-        ),
-        "at-risk": node_tree(
-            NodeSpec(
-                role="edge",
-                identity=issue(public, "edge.example.com", eku=["serverAuth"], key_type="rsa4096"),
-                settings={policy.RETIRED_SETTING: "On"},
-            )
-        ),
-    }
     roots = []
     for i in range(count):
         kind = "blocked" if i % 10 == 9 else "at-risk" if i % 7 == 6 else "healthy"
+        cn = f"node-{i:04d}.example.com"
+        if kind == "at-risk":
+            identity = issue(public, cn, eku=["serverAuth"], key_type="rsa4096")
+            spec = NodeSpec(role="edge", identity=identity, settings={policy.RETIRED_SETTING: "On"})
+        else:
+            identity = issue(private, cn, key_type="rsa4096")
+            spec = NodeSpec(role="core", identity=identity, ssh="other" if kind == "blocked" else "same")
         node = root / f"site-{i // 50:03d}" / f"node-{i:04d}"
-        write_tree(variants[kind], node)
+        write_tree(node_tree(spec), node)
         roots.append(node)
     return roots
 
 
-def timed(argv: list[str], repeat: int) -> float:
-    """The median wall time of running ``argv`` (its output thrown away)."""
-    times = []
+def timed(commands: dict[str, tuple[list[str], dict | None]], repeat: int) -> dict[str, float]:
+    """The median wall time of each command (its output thrown away), the commands taking turns.
+
+    Taking turns, rather than timing one command ``repeat`` times and then the
+    next, spreads the machine's other load over all of them alike.
+    """
+    times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, (argv, env) in commands.items():
+            start = time.perf_counter()
+            subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def compile_package() -> None:
+    """Cache the package's bytecode, as pip does when it installs a wheel (and did for cryptography).
+
+    An editable install under ``PYTHONDONTWRITEBYTECODE`` would otherwise
+    compile every module from source on every cold start.
+    """
+    import compileall
+
+    import migrate
+
+    compileall.compile_dir(os.path.dirname(migrate.__file__), quiet=1)
 
 
 def per_node(run, roots: list[Path], repeat: int) -> float:
@@ -128,11 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.nodes, args.repeat = 4, 1
-    import logging
+    from migrate import logs
 
-    import structlog
-
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # figures only
+    logs.configure(logs.WARNING)  # figures only
     sizes = sorted({n for n in (10, 100, 1000) if n <= args.nodes} | {args.nodes})
 
     from migrate import checks
@@ -144,10 +173,26 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="expressway-bench-"))
     try:
         roots = build_fleet(work / "fleet", args.nodes)
-        fleet = timed([*TOOL, "precheck", "--fleet", str(work / "fleet"), "--format", "json"], args.repeat)
-        floor = timed([sys.executable, "-c", FLOOR, *map(str, roots)], args.repeat)
-        plan = timed([*TOOL, "plan", str(roots[0]), "--format", "json"], max(args.repeat, 5))
-        imports = timed([sys.executable, "-c", "import cryptography.x509"], max(args.repeat, 5))
+        compile_package()
+        nodes = list(map(str, roots))
+        verify_env = {**os.environ, "FLOOR_VERIFY": "1"}
+        fleet_times = timed(
+            {
+                "fleet": ([*COMMAND, "precheck", "--fleet", str(work / "fleet"), "--format", "json"], None),
+                "floor": ([sys.executable, "-c", FLOOR, *nodes], None),
+                "verify_floor": ([sys.executable, "-c", FLOOR, *nodes], verify_env),
+            },
+            args.repeat,
+        )
+        fleet, floor, verify_floor = fleet_times["fleet"], fleet_times["floor"], fleet_times["verify_floor"]
+        cold = timed(
+            {
+                "plan": ([*COMMAND, "plan", nodes[0], "--format", "json"], None),
+                "imports": ([sys.executable, "-c", "import cryptography.x509"], None),
+            },
+            max(args.repeat, 10),
+        )
+        plan, imports = cold["plan"], cold["imports"]
 
         def precheck_and_plan(root: Path) -> None:
             make_plan(checks.analyse(scan(Layout.for_node(root))))
@@ -171,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         "fleet_precheck_s": round(fleet, 3),
         "read_and_parse_floor_s": round(floor, 3),
         "fleet_ratio": round(fleet / floor, 2),
+        "read_parse_and_verify_floor_s": round(verify_floor, 3),
+        "fleet_ratio_to_verify_floor": round(fleet / verify_floor, 2),
         "cold_plan_s": round(plan, 3),
         "import_cryptography_x509_s": round(imports, 3),
         "cold_start_ratio": round(plan / imports, 2),
@@ -181,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"{args.nodes} nodes, medians of {args.repeat}, {os.cpu_count()} CPUs")
     print(f"fleet precheck {fleet:.2f} s / read-and-parse floor {floor:.2f} s = {fleet / floor:.2f} (target <= 1.5)")
+    print(
+        f"fleet precheck {fleet:.2f} s / read, parse and verify the leaf's signature {verify_floor:.2f} s"
+        f" = {fleet / verify_floor:.2f}"
+    )
     print(f"cold plan {plan:.3f} s / import cryptography.x509 {imports:.3f} s = {plan / imports:.2f} (target <= 1.2)")
     print("per node, in process:   nodes  precheck+plan  rehearsal (the cycle in pyfakefs, no crash rehearsal)")
     for size, row in growth.items():

@@ -300,8 +300,13 @@ def _spki(public_key) -> bytes:
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+@functools.lru_cache(maxsize=64)
 def _cert_info(der: bytes) -> CertInfo:
-    """The :class:`CertInfo` of one DER certificate; cryptography's errors pass through."""
+    """The :class:`CertInfo` of one DER certificate; cryptography's errors pass through.
+
+    Cached: a node holds its leaf twice (``server.pem`` and the SSH bundle)
+    and its CA in the chain and in ``ca.pem``, and a fleet shares its CAs.
+    """
     with _quiet_serials():  # cryptography parses lazily: any field may reach the serial
         cert = x509_certificate(der)
         return CertInfo(

@@ -94,13 +94,15 @@ def _parse_line(line_no: int, content: bytes) -> Setting | None:
     match = _SETTING.fullmatch(text)
     if match is None:
         return None
-    words = _BLANKS.split(match["name"].strip(b" \t"))
+    name = match["name"]  # starts with a non-blank and ends before the blanks ahead of the colon
+    if b"  " in name or b"\t" in name:
+        name = b" ".join(_BLANKS.split(name))
     value = match["value"].rstrip(_TRAILING)
     if len(value) >= 2 and value.startswith(b'"') and value.endswith(b'"'):
         value = value[1:-1]
     return Setting(
         line_no=line_no,
-        name=b" ".join(words).decode("utf-8", errors="replace"),
+        name=name.decode("utf-8", errors="replace"),
         value=value.decode("utf-8", errors="replace"),
         raw=content,
     )
@@ -108,8 +110,12 @@ def _parse_line(line_no: int, content: bytes) -> Setting | None:
 
 def parse(data: bytes) -> tuple[Setting, ...]:
     """Every ``*c xConfiguration`` setting of the text, in file order; other lines are ignored."""
-    found = (_parse_line(no, content) for no, (content, _) in enumerate(lines(data), start=1))
-    return tuple(setting for setting in found if setting is not None)
+    found = []
+    for line_no, (content, _) in enumerate(lines(data), start=1):
+        setting = _parse_line(line_no, content)
+        if setting is not None:
+            found.append(setting)
+    return tuple(found)
 
 
 @functools.lru_cache(maxsize=4096)  # setting names are a fixed vocabulary: a fleet repeats them on every node
