@@ -213,7 +213,7 @@ def _context():
     """How worker processes start: forked from this process when that is safe, else from a server.
 
     A process with one thread forks safely, and its workers start with every
-    module already imported: no second interpreter to start.  With other
+    module they need already imported: no second interpreter to start.  With other
     threads running (a caller's, say), a fork could copy a lock another thread
     holds, so the workers fork from a small fresh server instead, which
     imports what every worker needs once.
@@ -223,6 +223,8 @@ def _context():
 
     methods = multiprocessing.get_all_start_methods()
     if "fork" in methods and threading.active_count() == 1:
+        from . import certs  # noqa: F401 - imported once here, not once in each forked worker
+
         return multiprocessing.get_context("fork")
     if "forkserver" not in methods:
         return multiprocessing.get_context("spawn")
