@@ -14,14 +14,21 @@ BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 
 class TestBenchSmoke:
     def test_smoke_run_reports_every_ratio_and_growth_row(self):
-        """`bench/run.py --smoke --json` exits 0 with both ratios and a per-node row for its fleet size."""
+        """`bench/run.py --smoke --json` exits 0 with every ratio and a per-node row for its fleet size."""
         done = subprocess.run(
             [sys.executable, str(BENCH), "--smoke", "--json"], capture_output=True, text=True, timeout=600, check=False
         )
         assert done.returncode == 0, done.stderr
         figures = json.loads(done.stdout)
         assert figures["nodes"] == 4 and figures["repeat"] == 1
-        for key in ("fleet_ratio", "cold_start_ratio", "fleet_precheck_s", "read_and_parse_floor_s"):
+        for key in (
+            "fleet_ratio",
+            "fleet_ratio_to_verify_floor",
+            "cold_start_ratio",
+            "fleet_precheck_s",
+            "read_and_parse_floor_s",
+            "read_parse_and_verify_floor_s",
+        ):
             assert figures[key] > 0, key
         # the ratio is of the unrounded times; the seconds are rounded to 3 places
         ratio = figures["fleet_precheck_s"] / figures["read_and_parse_floor_s"]

@@ -201,6 +201,25 @@ class TestWorkers:
         assert parallel == in_process and len(parallel) == len(NODES)
 
 
+    def test_nodes_stream_through_a_bounded_window(self, monkeypatch, tmp_path):
+        """The walk is read only a few batches ahead of the results, so memory does not grow with the fleet."""
+        pulled = 0
+
+        def discover(top):
+            nonlocal pulled
+            for i in range(2000):
+                pulled += 1
+                yield f"site/node-{i:04d}"  # none exists: each is a quick node-missing blocker
+
+        monkeypatch.setattr(fleet, "discover", discover)
+        ahead, count = [], 0
+        for count, node in enumerate(fleet.run(str(tmp_path), [], jobs=2, chunksize=4), start=1):
+            ahead.append(pulled - count)
+            assert [f["id"] for f in node["findings"]] == ["node-missing"]
+        assert count == 2000
+        assert max(ahead) <= (2 * fleet._IN_FLIGHT_PER_JOB + 1) * 4
+
+
 class TestPrecheckFleet:
     def test_json_report(self, run, fleet_dir):
         """The JSON names every node once, sorted, with its verdict, the counts and the groups; exit 1 (blocked)."""
