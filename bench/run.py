@@ -83,6 +83,28 @@ with ProcessPoolExecutor(os.cpu_count()) as pool:
 """
 
 
+def kind_of(i: int) -> str:
+    """What the ``i``-th node of the synthetic fleet is: every 10th blocked, every 7th at risk."""
+    return "blocked" if i % 10 == 9 else "at-risk" if i % 7 == 6 else "healthy"
+
+
+def check_counts(fleet: Path, count: int) -> dict:
+    """Run ``precheck --fleet`` once and compare its summary with how the fleet was built; raise if they differ."""
+    done = subprocess.run([*COMMAND, "precheck", "--fleet", str(fleet), "--format", "json"], capture_output=True)
+    summary = json.loads(done.stdout)["summary"]
+    kinds = [kind_of(i) for i in range(count)]
+    expected = {
+        "nodes": count,
+        "ready": count - kinds.count("blocked"),
+        "blocked": kinds.count("blocked"),
+        "at_risk": kinds.count("at-risk"),
+    }
+    got = {key: summary[key] for key in expected}
+    if got != expected or done.returncode != (1 if expected["blocked"] else 0):
+        raise SystemExit(f"precheck --fleet miscounted the fleet: {got} (exit {done.returncode}), built {expected}")
+    return got
+
+
 def build_fleet(root: Path, count: int) -> list[Path]:
     """``count`` X15.4 nodes under ``root``: mostly healthy, every 10th blocked, every 7th at risk.
 
@@ -97,7 +119,7 @@ def build_fleet(root: Path, count: int) -> list[Path]:
     private, public = make_ca("Example Internal CA1"), make_ca("Example Public CA2", public=True)
     roots = []
     for i in range(count):
-        kind = "blocked" if i % 10 == 9 else "at-risk" if i % 7 == 6 else "healthy"
+        kind = kind_of(i)
         cn = f"node-{i:04d}.example.com"
         if kind == "at-risk":
             identity = issue(public, cn, eku=["serverAuth"], key_type="rsa4096")
@@ -158,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.nodes, args.repeat = 4, 1
+        args.nodes, args.repeat = 10, 1  # 10: one blocked node and one at risk among them
     from migrate import logs
 
     logs.configure(logs.WARNING)  # figures only
@@ -174,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         roots = build_fleet(work / "fleet", args.nodes)
         compile_package()
+        counts = check_counts(work / "fleet", args.nodes)
         nodes = list(map(str, roots))
         verify_env = {**os.environ, "FLOOR_VERIFY": "1"}
         fleet_times = timed(
@@ -213,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "nodes": args.nodes,
         "repeat": args.repeat,
         "cpus": os.cpu_count(),
+        "counts": counts,  # checked against how the fleet was built
         "fleet_precheck_s": round(fleet, 3),
         "read_and_parse_floor_s": round(floor, 3),
         "fleet_ratio": round(fleet / floor, 2),
@@ -227,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(figures, indent=2))
         return 0
     print(f"{args.nodes} nodes, medians of {args.repeat}, {os.cpu_count()} CPUs")
+    print(f"precheck --fleet counted them right: {', '.join(f'{n} {key}' for key, n in counts.items())}")
     print(f"fleet precheck {fleet:.2f} s / read-and-parse floor {floor:.2f} s = {fleet / floor:.2f} (target <= 1.5)")
     print(
         f"fleet precheck {fleet:.2f} s / read, parse and verify the leaf's signature {verify_floor:.2f} s"

@@ -14,13 +14,14 @@ BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 
 class TestBenchSmoke:
     def test_smoke_run_reports_every_ratio_and_growth_row(self):
-        """`bench/run.py --smoke --json` exits 0 with every ratio and a per-node row for its fleet size."""
+        """`bench/run.py --smoke --json` exits 0 with the fleet counted right, every ratio, and a per-node row."""
         done = subprocess.run(
             [sys.executable, str(BENCH), "--smoke", "--json"], capture_output=True, text=True, timeout=600, check=False
         )
         assert done.returncode == 0, done.stderr
         figures = json.loads(done.stdout)
-        assert figures["nodes"] == 4 and figures["repeat"] == 1
+        assert figures["nodes"] == 10 and figures["repeat"] == 1
+        assert figures["counts"] == {"nodes": 10, "ready": 9, "blocked": 1, "at_risk": 1}
         for key in (
             "fleet_ratio",
             "fleet_ratio_to_verify_floor",
@@ -33,5 +34,5 @@ class TestBenchSmoke:
         # the ratio is of the unrounded times; the seconds are rounded to 3 places
         ratio = figures["fleet_precheck_s"] / figures["read_and_parse_floor_s"]
         assert figures["fleet_ratio"] == pytest.approx(ratio, abs=0.05)
-        row = figures["per_node"]["4"]
+        row = figures["per_node"]["10"]
         assert row["precheck_plan_ms"] > 0 and row["rehearsal_ms"] > 0
