@@ -20,6 +20,8 @@ generating them is slow):
   cycle in pyfakefs (without the crash rehearsal), at growing fleet sizes: the
   per-node figure should stay flat (linear growth).
 
+Before it times anything, it checks that ``precheck --fleet`` counts the fleet
+as it was built (nodes, ready, blocked, at risk), and stops if it does not.
 Machines are noisy: every figure is the median of ``--repeat`` runs (at least
 10 for the cold start), and the commands compared take turns.
 """
