@@ -31,9 +31,14 @@ DISPLACED_PREFIX = "persistent/.cert-migration-displaced-"
 TEMP_SUFFIX = ".cert-migration.tmp"
 
 
+def staging_name(name: str) -> str:
+    """The name of a file's staging copy, beside it: a dot file."""
+    return f".{name}{TEMP_SUFFIX}"
+
+
 def staging_path(path):
-    """The staging name of ``path`` (a ``pathlib.Path``): a dot file beside it."""
-    return path.with_name(f".{path.name}{TEMP_SUFFIX}")
+    """The staging path of ``path`` (a ``pathlib.Path``)."""
+    return path.with_name(staging_name(path.name))
 
 
 # Reading limits: no managed file is loaded whole beyond these.

@@ -78,7 +78,7 @@ class Layout:
         return self.cert_dir / name
 
     def rel(self, path: str | os.PathLike) -> str:
-        """``path`` (absolute, normalised, as every path here is) relative to the node root when inside it, else as given."""
+        """``path`` relative to the node root when inside it, else as given (both absolute and normalised)."""
         return _rel(os.fspath(self.root), os.fspath(path))
 
     def resolve(self, rel: str) -> Path:
@@ -92,13 +92,13 @@ def _rel(root: str, path: str) -> str:
     if path == root:
         return "."
     prefix = root if root.endswith("/") else root + "/"
-    return path[len(prefix) :] if path.startswith(prefix) else path
+    return path.removeprefix(prefix)
 
 
 def _staging(path: str) -> str:
-    """The string form of :func:`policy.staging_path`."""
+    """:func:`policy.staging_path` of a path given as a string."""
     head, _, name = path.rpartition("/")
-    return f"{head}/.{name}{policy.TEMP_SUFFIX}"
+    return f"{head}/{policy.staging_name(name)}"
 
 
 @attrs.frozen
@@ -293,9 +293,7 @@ def scan(layout: Layout, *, now: datetime | None = None) -> Snapshot:
         published = files.get(name)
         if published is not None and published.kind == "file" and published.inode == temp.inode:
             files[name] = attrs.evolve(published, staged_links=1)
-    state_dir_path = f"{root.rstrip('/')}/{policy.STATE_DIR}"
-    journal_path = f"{state_dir_path}/{policy.JOURNAL_NAME}"
-    backup_path = f"{state_dir_path}/{policy.CONFIG_BACKUP_NAME}"
+    state_dir_path, journal_path, backup_path = map(os.fspath, (layout.state_dir, layout.journal, layout.config_backup))
     state_dir = _lstat_state(state_dir_path, _rel(root, state_dir_path))
     if state_dir.kind == "dir":
         journal = read_capped(journal_path, policy.MAX_CONFIG_BYTES, _rel(root, journal_path))
@@ -323,8 +321,10 @@ def _dirs_to_check(layout: Layout) -> list[str]:
     out: list[str] = []
     for target in (os.fspath(layout.cert_dir), os.path.dirname(os.fspath(layout.config))):
         rel = _rel(root, target)
-        if rel == "." or rel == target:  # the root itself, or outside it
-            if rel != "." and target not in out:
+        if rel == ".":  # the root itself
+            continue
+        if rel == target:  # outside the root: only the directory itself
+            if target not in out:
                 out.append(target)
             continue
         path = root.rstrip("/")

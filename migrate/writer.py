@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import attrs
+
 from . import checks, fsops, journal, logs, policy
 from .checks import Finding
 from .errors import ApplyError, BlockedError, JournalError, MigrateError, PlanError, PrivilegeError, RollbackError

@@ -200,7 +200,6 @@ class TestWorkers:
         in_process = sorted(fleet.run(str(fleet_dir), [], jobs=1), key=lambda n: n["node"])
         assert parallel == in_process and len(parallel) == len(NODES)
 
-
     def test_nodes_stream_through_a_bounded_window(self, monkeypatch, tmp_path):
         """The walk is read only a few batches ahead of the results, so memory does not grow with the fleet."""
         pulled = 0

@@ -12,18 +12,18 @@ from migrate import logs
 from migrate.factory import NodeSpec, build_node
 
 PROBE = """
-import contextlib, io, sys
+import contextlib, io, json, sys
 from migrate.cli import main
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
     code = main(sys.argv[1:])
-print(code, "structlog" in sys.modules, repr(err.getvalue()))
+print(json.dumps([code, "structlog" in sys.modules, err.getvalue()]))
 """
 
 
 def _probe(*argv: str) -> tuple[int, bool, str]:
     out = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, check=True).stdout
-    code, loaded, stderr = out.split(" ", 2)
-    return int(code), loaded == "True", eval(stderr)  # noqa: S307 - our own repr
+    code, loaded, stderr = json.loads(out)
+    return code, loaded, stderr
 
 
 class TestCommandLine:
