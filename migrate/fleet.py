@@ -212,17 +212,18 @@ def _batches(found: Iterable[str | Finding], walk_findings: list, size: int) -> 
 def _context():
     """How worker processes start: forked from this process when that is safe, else from a server.
 
-    A process with one thread forks safely, and its workers start with every
+    On Linux, a process with one thread forks safely, and its workers start with every
     module they need already imported: no second interpreter to start.  With other
     threads running (a caller's, say), a fork could copy a lock another thread
     holds, so the workers fork from a small fresh server instead, which
     imports what every worker needs once.
     """
     import multiprocessing
+    import sys
     import threading
 
     methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
+    if sys.platform.startswith("linux") and threading.active_count() == 1:  # macOS's frameworks do not survive a fork
         from . import certs  # noqa: F401 - imported once here, not once in each forked worker
 
         return multiprocessing.get_context("fork")
