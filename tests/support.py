@@ -29,6 +29,11 @@ RETIRED = "XCP TLS Certificate CVS EnableServerEkuUpload"
 CHECKING_LINE = b"*c xConfiguration SIP TLS Certificate ExtendedKeyUsage Checking Mode: On"
 
 # client file -> (counterpart, policy mode)
+# The keys of plan's JSON document (API.md): precheck's, plus the fingerprint and the actions.
+PLAN_KEYS = frozenset(
+    {"format_version", "command", "node", "ready", "state", "migrated_by_tool", "fingerprint", "findings", "actions"}
+)
+
 CLIENT_FILES = {
     "client.pem": ("server.pem", 0o644),
     "clientprivkey.pem": ("privkey.pem", 0o440),
@@ -185,5 +190,3 @@ def clean_migration(tree: Tree, root) -> Tree:
     """The tree a clean apply gives for ``tree`` (written at ``root``)."""
     writer.apply(plant(tree, root))
     return read_tree(root)
-
-

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import attrs
 import pytest
+from support import PLAN_KEYS
 
 from migrate import checks, fsops, journal, policy
 from migrate.cli import main
@@ -46,17 +47,7 @@ ERROR_LINE = re.compile(r"^error\[(?P<id>[a-z0-9-]+)\]: .+ -- hint: .+$")
 # The keys API.md documents for each command's JSON document.
 JSON_KEYS = {
     "precheck": {"format_version", "command", "node", "ready", "state", "migrated_by_tool", "findings"},
-    "plan": {
-        "format_version",
-        "command",
-        "node",
-        "ready",
-        "state",
-        "migrated_by_tool",
-        "fingerprint",
-        "findings",
-        "actions",
-    },
+    "plan": PLAN_KEYS,
     "apply": {"format_version", "command", "node", "ok", "result", "actions", "findings", "displaced"},
     "rollback": {"format_version", "command", "node", "ok", "result", "actions", "findings", "displaced"},
     "verify": {"format_version", "command", "node", "ok", "findings"},

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import attrs
 import pytest
+from support import PLAN_KEYS
 
 from migrate import checks, policy
 from migrate.errors import MigrateError, PlanError
@@ -574,17 +575,6 @@ ACTION_KEYS = {
     "add-setting": {"action", "path", "setting", "value"},
     "remove-temp": {"action", "path"},
     "complete-journal": {"action"},
-}
-PLAN_KEYS = {
-    "format_version",
-    "command",
-    "node",
-    "ready",
-    "state",
-    "migrated_by_tool",
-    "fingerprint",
-    "findings",
-    "actions",
 }
 
 
