@@ -5,6 +5,11 @@ and decide what a finding means.  The parser is strict on purpose: the
 appliance writes bare PEM (RFC 7468 blocks and nothing else), so any other
 byte in a managed file is reported rather than skipped.
 
+The files are hostile input (``ca.pem`` is written by a less-privileged
+account), so the PEM parser runs in linear time on any bytes: every regex is
+possessive or atomic where a run could be given back, header lines are split
+by hand, and each block is searched only up to its own END line.
+
 Private keys are loaded only to learn their public half: :class:`KeyInfo`
 holds no private material, and no error message quotes a key's bytes.
 """
@@ -71,11 +76,16 @@ _ENCRYPTED_HINT = "the appliance needs an unencrypted key: decrypt it with `open
 
 _WHITESPACE = b" \t\r\n\v\f"
 # RFC 7468 label: printable ASCII but '-', words joined by one space or hyphen.
-_LABEL = rb"[\x21-\x2c\x2e-\x7e]+(?:[ -][\x21-\x2c\x2e-\x7e]+)*"
-_BEGIN = re.compile(rb"-----BEGIN (" + _LABEL + rb")-----[ \t]*(?:\r\n|\n|\r|\Z)")
+# Atomic, so a failed match never gives the label back byte by byte; nothing
+# is lost: inside a label every '-' is followed by a word byte, so no shorter
+# label could be followed by "-----".
+_LABEL = rb"(?>[\x21-\x2c\x2e-\x7e]+(?:[ -][\x21-\x2c\x2e-\x7e]+)*)"
+_BEGIN = re.compile(rb"-----BEGIN (" + _LABEL + rb")-----[ \t]*+(?:\r\n|\n|\r|\Z)")
 _END = re.compile(rb"-----END (" + _LABEL + rb")-----")
-_HEADER = re.compile(rb"([!-9;-~]+):[ \t]*(.*?)[ \t]*")
-_BASE64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
+# RFC 1421 header name: printable ASCII but ':' (the name ends at the first
+# ':'), tested with bytes.translate rather than a regex; see _header.
+_HEADER_NAME = bytes(range(0x21, 0x7F))
+_BASE64 = re.compile(rb"[A-Za-z0-9+/]*+={0,2}")
 
 
 @attrs.frozen
@@ -126,24 +136,38 @@ def _no_armour(data: bytes) -> CertError:
     )
 
 
+def _header(text: bytes) -> tuple[str, str] | None:
+    """The name and value of one RFC 1421 header line (``Name: value``, no CR or LF), or None.
+
+    The name is one or more printable ASCII bytes up to the first ``:``; the
+    value is the rest without surrounding spaces and tabs.  No regex: a
+    partition, a translate and a strip, each one pass over the line.
+    """
+    name, colon, value = text.partition(b":")
+    if not colon or not name or name.translate(None, _HEADER_NAME):
+        return None
+    return name.decode("ascii"), value.strip(b" \t").decode("ascii", "replace")
+
+
 def _split_headers(lines: list[bytes], place: Callable[[], str]) -> tuple[tuple[tuple[str, str], ...], list[bytes]]:
     """RFC 1421 headers at the top of a block body, and the base64 lines after them."""
     first = next((i for i, text in enumerate(lines) if text.strip(_WHITESPACE)), None)
     if first is None or b":" not in lines[first]:
         return (), lines
-    headers: list[tuple[str, str]] = []
+    # Each header's value as its parts: continuation lines are joined once, at
+    # the end (joining them one by one would copy the value at every line).
+    headers: list[tuple[str, list[str]]] = []
     for i in range(first, len(lines)):
         text = lines[i]
         if not text.strip(_WHITESPACE):
-            return tuple(headers), lines[i + 1 :]
+            return tuple((name, " ".join(parts)) for name, parts in headers), lines[i + 1 :]
         if text[:1] in (b" ", b"\t") and headers:
-            name, value = headers[-1]
-            headers[-1] = (name, f"{value} {text.strip(_WHITESPACE).decode('ascii', 'replace')}")
+            headers[-1][1].append(text.strip(_WHITESPACE).decode("ascii", "replace"))
             continue
-        match = _HEADER.fullmatch(text)
-        if match is None:
+        header = _header(text)
+        if header is None:
             break
-        headers.append((match[1].decode("ascii"), match[2].decode("ascii", "replace")))
+        headers.append((header[0], [header[1]]))
     raise _malformed(f"{place()} has headers not followed by a blank line")
 
 
@@ -180,8 +204,9 @@ def _read_block(data: bytes, pos: int) -> tuple[PemBlock, int]:
         return f"the {label} block at line {_line_of(data, pos)}"
 
     end_at = data.find(b"-----END ", begin.end())
-    next_begin = data.find(b"-----BEGIN ", begin.end())
-    if end_at < 0 or 0 <= next_begin < end_at:
+    # Searched only up to this block's END line, so the searches of all blocks
+    # together read the file once, whatever the file holds after it.
+    if end_at < 0 or data.find(b"-----BEGIN ", begin.end(), end_at) >= 0:
         raise _malformed(f"{place()} has no -----END line")
     end = _END.match(data, end_at)
     if end is None:

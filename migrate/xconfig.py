@@ -26,6 +26,10 @@ Decisions:
   spaces/tabs allowed, and a UTF-8 BOM allowed before the first line.  The
   name ends at the first ``:`` followed by a space or tab; a line without that
   separator is not a setting.
+* **Linear time**: the file is hostile input (written by less-privileged
+  accounts), so a line is read by a head match that never backtracks and a
+  search for the fixed two-byte separator, never by a pattern that could give
+  back a run of blanks and try again.
 * **A BOM stays**: when line 1 is removed, a UTF-8 BOM that started the file
   is kept at the start of the result; it marks the file, not the setting.
 """
@@ -44,10 +48,11 @@ __all__ = ["Setting", "edit", "find", "is_on", "line_ending", "lines", "parse", 
 
 BOM = b"\xef\xbb\xbf"
 
-_SETTING = re.compile(
-    rb"[ \t]*\*c[ \t]+xConfiguration[ \t]+(?P<name>[^ \t].*?)[ \t]*:[ \t]+(?P<value>.*)",
-    re.IGNORECASE | re.DOTALL,
-)
+# A setting line's head, up to its name's first byte.  Every run is possessive
+# and ends at a byte its class excludes, so the match never backtracks.
+_HEAD = re.compile(rb"[ \t]*+\*c[ \t]++xConfiguration[ \t]++", re.IGNORECASE)
+# Where the name ends: fixed length, so a search costs O(1) per offset.
+_SEPARATOR = re.compile(rb":[ \t]")
 _BLANKS = re.compile(rb"[ \t]+")
 # Trailing blanks are not part of a value; nor is a stray CR (a last line
 # that ends in CR without LF, or a CR CR LF ending).
@@ -89,15 +94,32 @@ def lines(data: bytes) -> list[tuple[bytes, bytes]]:
     return out
 
 
+def _split_setting(text: bytes) -> tuple[bytes, bytes] | None:
+    """The raw name and value of a setting line (BOM removed), or None if it is not one.
+
+    The name starts at the first byte after the head, even a ``:``, and ends
+    before the blanks ahead of the first ``:`` + blank after that byte; the
+    value is what follows that separator's run of blanks.
+    """
+    head = _HEAD.match(text)
+    if head is None or head.end() == len(text):
+        return None
+    start = head.end()  # not a blank: the possessive run stopped there
+    separator = _SEPARATOR.search(text, start + 1)
+    if separator is None:
+        return None
+    return text[start : separator.start()].rstrip(b" \t"), text[separator.end() :].lstrip(b" \t")
+
+
 def _parse_line(line_no: int, content: bytes) -> Setting | None:
     text = content[len(BOM) :] if line_no == 1 and content.startswith(BOM) else content
-    match = _SETTING.fullmatch(text)
-    if match is None:
+    split = _split_setting(text)
+    if split is None:
         return None
-    name = match["name"]  # starts with a non-blank and ends before the blanks ahead of the colon
+    name, value = split  # the name starts and ends with a non-blank
     if b"  " in name or b"\t" in name:
         name = b" ".join(_BLANKS.split(name))
-    value = match["value"].rstrip(_TRAILING)
+    value = value.rstrip(_TRAILING)
     if len(value) >= 2 and value.startswith(b'"') and value.endswith(b'"'):
         value = value[1:-1]
     return Setting(
