@@ -21,10 +21,12 @@ _EXPORTS = {
     "ApplyError": "errors",
     "BlockedError": "errors",
     "Finding": "checks",
+    "Layout": "scan",
     "MigrateError": "errors",
     "Outcome": "writer",
     "Plan": "plan",
     "Rehearsal": "rehearsal",
+    "Snapshot": "scan",
     "analyse": "checks",
     "apply": "writer",
     "make_plan": "plan",
@@ -32,13 +34,19 @@ _EXPORTS = {
     "precheck": "checks",
     "rehearse": "rehearsal",
     "rollback": "writer",
+    "scan": "scan",
     "verify": "checks",
 }
 
 # ``scan`` is both a module and its function: bind the function eagerly (the module is light).
-from .scan import Layout, Snapshot, scan  # noqa: E402
+# On a broken install the import is left to fail where it is used, so that the command line
+# (``migrate.cli``, which imports this package first) still reports it as one line.
+try:
+    from .scan import Layout, Snapshot, scan  # noqa: F401 - bound here, listed in __all__
+except Exception:  # noqa: BLE001 - a broken install: reported where the name is used
+    pass
 
-__all__ = sorted([*_EXPORTS, "Layout", "Snapshot", "__version__", "scan"])
+__all__ = sorted([*_EXPORTS, "__version__"])
 
 
 def __getattr__(name: str):

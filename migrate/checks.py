@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import attrs
 
-from . import policy, xconfig
+from . import acl, policy, xconfig
 from .errors import CertError
 from .scan import FileState, Snapshot
 
@@ -101,6 +101,8 @@ def precheck(analysis: Analysis, *, warn_days: int = policy.EXPIRY_WARNING_DAYS)
     found += directory_findings(snap)
     for rule in policy.FILES:
         found += _file_findings(analysis, rule, warn_days)
+    found += _key_acl_findings(snap)
+    found += _default_acl_findings(snap)
     found += _identity_findings(analysis)
     found += _client_store_findings(analysis)
     found += _config_findings(analysis)
@@ -129,10 +131,44 @@ _NOT_REGULAR = {
 
 
 def directory_findings(snap: Snapshot) -> list[Finding]:
-    """Blockers for the directories on the way to the managed files, and the state directory: missing, or not plain."""
+    """Blockers for the node root, the directories on the way to the managed files, and the state directory.
+
+    Each must be a plain directory (never a link), owned by root and writable
+    by nobody else (:func:`policy.directory_problem`): whoever can write a
+    directory can swap what it holds while the tool runs.
+    """
     out = []
-    for state in snap.dirs + (snap.state_dir,):
-        if state.kind == "dir" or (state.kind == "missing" and state is snap.state_dir):
+    root = (snap.root_dir,) if snap.root_dir is not None else ()
+    for state in root + snap.dirs + (snap.state_dir,):
+        if state.kind == "dir":
+            problem = policy.directory_problem(state.mode or 0, state.uid if state.uid is not None else -1, snap.euid)
+            if problem is not None:
+                where = "the node root" if state is snap.root_dir else state.path
+                fix = "chown root" if "owned by" in problem else "chmod go-w"
+                what = "its state" if state is snap.state_dir else "what it holds"
+                out.append(
+                    Finding(
+                        "unsafe-directory",
+                        BLOCKER,
+                        state.path,
+                        f"{where} cannot be trusted: {problem}; another user could swap {what} while the tool runs",
+                        f"{fix} {state.path} (then check what is in it), or pass a safe path with "
+                        "--cert-dir / --config",
+                    )
+                )
+            continue
+        if state.kind == "missing" and state is snap.state_dir:
+            continue
+        if state.kind == "unreadable":
+            out.append(
+                Finding(
+                    "directory-unreadable",
+                    BLOCKER,
+                    state.path,
+                    f"directory {state.path} cannot be opened ({state.error})",
+                    _unreadable_hint(snap.euid),
+                )
+            )
             continue
         if state.kind == "missing":
             out.append(
@@ -300,6 +336,94 @@ def _mode_findings(rule: policy.FileRule, state: FileState) -> list[Finding]:
             )
         )
     return out
+
+
+def _key_acl_findings(snap: Snapshot) -> list[Finding]:
+    """Blockers for a secret file whose access ACL lets a named user or group read it, or cannot be parsed.
+
+    The owner and the owning group are the mode checks' business: a named
+    entry for either grants nothing the mode bits do not show.
+    """
+    out = []
+    for rule in policy.FILES:
+        state = snap.files[rule.name]
+        if not rule.secret or state.acl is None:
+            continue
+        if state.acl.error is not None:
+            out.append(
+                Finding(
+                    "key-acl",
+                    BLOCKER,
+                    state.path,
+                    f"{rule.name} holds a private key and has an ACL that cannot be parsed ({state.acl.error}): "
+                    "who can read the key is unknown",
+                    f"setfacl -b {state.path}; then find out who could have read the key, and renew it if in doubt",
+                )
+            )
+            continue
+        readers = [
+            e
+            for e in state.acl.readers()
+            if not (e.tag == acl.USER and e.id == state.uid) and not (e.tag == acl.GROUP and e.id == state.gid)
+        ]
+        if readers:
+            out.append(
+                Finding(
+                    "key-acl",
+                    BLOCKER,
+                    state.path,
+                    f"{rule.name} holds a private key and its ACL lets {_who(readers)} read it",
+                    f"setfacl -x {','.join(e.spec for e in readers)} {state.path}; "
+                    "then renew the key unless they were trusted with it",
+                )
+            )
+    return out
+
+
+def _default_acl_findings(snap: Snapshot) -> list[Finding]:
+    """Blockers for a directory whose default ACL would let a named user or group read a key created in it.
+
+    The mask does not protect: a new file's ``chmod`` sets its mask to the
+    group bits (0440 gives r), and that switches the inherited entry on.
+    """
+    cert_dir = snap.layout.rel(snap.layout.cert_dir)
+    out = []
+    for path, found in snap.default_acls.items():
+        if path == cert_dir:
+            what, heirs = "the certificate directory", "the client key files the migration creates"
+        else:
+            what, heirs = "the configuration's directory", "the migration's state directory and configuration backup"
+        if found.error is not None:
+            out.append(
+                Finding(
+                    "directory-default-acl",
+                    BLOCKER,
+                    path,
+                    f"{what} {path} has a default ACL that cannot be parsed ({found.error}): who could read "
+                    f"{heirs} is unknown",
+                    f"setfacl -k {path}",
+                )
+            )
+            continue
+        readers = found.readers(masked=False)
+        if readers:
+            out.append(
+                Finding(
+                    "directory-default-acl",
+                    BLOCKER,
+                    path,
+                    f"{what} {path} has a default ACL that lets {_who(readers)} read every new file in it: "
+                    f"{heirs} would inherit it",
+                    f"setfacl -d -x {','.join(e.spec for e in readers)} {path}",
+                )
+            )
+    return out
+
+
+def _who(entries) -> str:
+    """``user 65534``, ``user 65534 and group 4242``: the named entries of an ACL in words."""
+    names = [e.who for e in entries]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _leaf_findings(analysis: Analysis, rule, material: Material, warn_days: int) -> list[Finding]:
@@ -546,6 +670,17 @@ def _config_findings(analysis: Analysis) -> list[Finding]:
             )
         )
     retired = analysis.setting(policy.RETIRED_SETTING)
+    if len(retired) > policy.MAX_RETIRED_LINES:
+        out.append(
+            Finding(
+                "retired-setting-repeated",
+                BLOCKER,
+                path,
+                f"EnableServerEkuUpload is set on {len(retired)} lines, more than the {policy.MAX_RETIRED_LINES} "
+                "the migration retires in one run",
+                "keep one line for 'XCP TLS Certificate CVS EnableServerEkuUpload' (xconfiguration prints it once)",
+            )
+        )
     values = {xconfig.is_on(s.value) for s in retired}
     if len(values) > 1:
         lines = ", ".join(str(s.line_no) for s in retired)
@@ -615,19 +750,27 @@ def _config_findings(analysis: Analysis) -> list[Finding]:
     return out
 
 
+JOURNAL_WAY_OUT = (
+    "apply and rollback never act on a journal they cannot trust, and nothing was changed: compare the node "
+    f"with its backup and restore what differs, then remove {policy.STATE_DIR}"
+)
+
+
 def _state_findings(snap: Snapshot) -> list[Finding]:
     out = []
-    if snap.journal.exists and snap.journal_data is None:
+    problem = snap.journal_problem
+    record = snap.journal_record if problem is None else None
+    if snap.journal.exists and record is None:
         out.append(
             Finding(
                 "journal-invalid",
                 BLOCKER,
                 snap.journal.path,
-                "the migration journal cannot be read",
-                "restore the node from a backup; the journal is the record rollback needs",
+                f"the migration journal cannot be trusted: {problem or 'it cannot be read'}",
+                JOURNAL_WAY_OUT,
             )
         )
-    elif snap.journal_data is None:
+    elif record is None:
         for temp in snap.temps:
             out.append(
                 Finding(
@@ -638,7 +781,7 @@ def _state_findings(snap: Snapshot) -> list[Finding]:
                     f"remove {temp.path} after checking what it is",
                 )
             )
-    elif snap.journal_data.get("state") != "applied":
+    elif not record.applied:
         out.append(
             Finding(
                 "migration-interrupted",
@@ -715,8 +858,8 @@ def verify(analysis: Analysis) -> tuple[Finding, ...]:
                 "run apply",
             )
         )
-    data = snap.journal_data
-    if data is not None and data.get("state") != "applied":
+    found = snap.journal_record
+    if found is not None and not found.applied:
         out.append(
             Finding(
                 "migration-interrupted",
@@ -746,9 +889,9 @@ X154, X155, INTERRUPTED, MIXED = "x15.4", "x15.5", "interrupted", "mixed"
 def node_state(analysis: Analysis) -> tuple[str, bool]:
     """The node's state and whether this tool migrated it (a journal exists)."""
     snap = analysis.snapshot
-    data = snap.journal_data
     if snap.journal.exists:
-        if data is None or data.get("state") != "applied":
+        found = snap.journal_record
+        if found is None or not found.applied:
             return INTERRUPTED, True
         return X155, True
     if not any(snap.files[rule.name].exists for rule in policy.CLIENT_FILES):

@@ -2,7 +2,9 @@
 
 Reports go to stdout, logs to stderr.  ``main(argv)`` returns the exit code:
 0 success, 1 refused / blocked / failed, 2 usage error (and, for
-``plan --detailed-exitcode``, changes pending).
+``plan --detailed-exitcode``, changes pending).  Every failure, a report that
+cannot be written and a module of the tool that cannot be loaded included,
+is one line on stderr, never a traceback (``--debug`` adds it).
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import argparse
 import contextlib
 import sys
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 2
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PENDING, EXIT_INTERRUPTED = 0, 1, 2, 2, 130
+# What ``rehearse NODE`` copies into memory at most: the files' sizes as listed (a sparse file counts in full).
+REHEARSE_MAX_BYTES = 64 << 20
+REHEARSE_MAX_ENTRIES = 10_000
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
         "--log-format", choices=("console", "json"), default="console", help="log format on stderr (default: console)"
     )
     common.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv: debug)")
+    common.add_argument("--debug", action="store_true", help="on an error, print its traceback after its line")
 
     node = argparse.ArgumentParser(add_help=False)
     node.add_argument("node", metavar="NODE", help="the node root (on an appliance: /tandberg)")
@@ -176,9 +182,17 @@ def _make_plan(args, **kwargs):
     """Scan the node the arguments name, and plan its migration (the dry run)."""
     from . import checks
     from .plan import make_plan
+
+    return make_plan(checks.analyse(_scan_locked(_layout(args))), **kwargs)
+
+
+def _scan_locked(layout):
+    """Scan the node while holding its lock shared: an answer never describes a node another run is changing."""
+    from .journal import reading
     from .scan import scan
 
-    return make_plan(checks.analyse(scan(_layout(args))), **kwargs)
+    with reading(layout):
+        return scan(layout)
 
 
 def _precheck(args) -> tuple[dict, int]:
@@ -285,10 +299,9 @@ def _apply(args) -> tuple[dict, int]:
 
 def _verify(args) -> tuple[dict, int]:
     from . import checks
-    from .scan import scan
 
     layout = _layout(args)
-    findings = checks.verify(checks.analyse(scan(layout)))
+    findings = checks.verify(checks.analyse(_scan_locked(layout)))
     doc = {
         "format_version": 1,
         "command": "verify",
@@ -309,12 +322,12 @@ def _rollback(args) -> tuple[dict, int]:
 def _status(args) -> tuple[dict, int]:
     from . import checks
     from .plan import make_plan
-    from .scan import scan
 
     layout = _layout(args)
-    snapshot = scan(layout)
+    snapshot = _scan_locked(layout)
     plan = make_plan(checks.analyse(snapshot))
-    record = snapshot.journal_data
+    found = snapshot.journal_record
+    record = None if found is None else found.as_dict()
     doc = {
         "format_version": 1,
         "command": "status",
@@ -329,23 +342,13 @@ def _status(args) -> tuple[dict, int]:
 
 
 def _rehearse(args) -> tuple[dict, int]:
-    from . import rehearsal
-
     if args.node:
-        from .scan import Layout
-        from .tree import read_tree
+        tree, root = _read_node_tree(args.node)
+        from . import rehearsal  # after the read: a refused node costs no import of the cycle
 
-        root = str(Layout.for_node(args.node).root)
-        try:
-            tree = read_tree(root)
-        except (OSError, ValueError) as exc:
-            from .errors import NodeError
-
-            raise NodeError(
-                f"cannot read the node at {root}: {exc}", id="node-unreadable", hint="pass a readable node root"
-            ) from None
         reports = [rehearsal.rehearse_tree(tree, root, crash=args.crash)]
     else:
+        from . import rehearsal
         from .samples import sample_names
 
         reports = rehearsal.rehearse_samples(args.sample or list(sample_names()), crash=args.crash)
@@ -358,6 +361,36 @@ def _rehearse(args) -> tuple[dict, int]:
         "rehearsals": [r.as_dict() for r in reports],
     }
     return doc, EXIT_OK if ok else EXIT_FAIL
+
+
+def _read_node_tree(node: str) -> tuple[dict, str]:
+    """The whole tree of the node at ``node`` (to copy into memory), and its absolute root; bounded."""
+    import os
+
+    from .errors import NodeError
+    from .scan import Layout
+    from .tree import TreeTooLarge, read_tree
+
+    root = str(Layout.for_node(node).root)
+    try:
+        return read_tree(root, max_total_bytes=REHEARSE_MAX_BYTES, max_entries=REHEARSE_MAX_ENTRIES), root
+    except TreeTooLarge as exc:
+        raise NodeError(
+            f"the node at {root} is too large to rehearse in memory: {exc}",
+            id="node-too-large",
+            hint=f"a rehearsal copies the whole node into memory, at most {REHEARSE_MAX_BYTES >> 20} MiB of files"
+            f" and {REHEARSE_MAX_ENTRIES} paths; the migration itself only needs the certificate store and the"
+            " configuration: copy persistent/certs and persistent/xconfiguration.txt with cp -a into an empty"
+            " directory's persistent/ and rehearse that",
+        ) from None
+    except (OSError, ValueError) as exc:
+        if not os.path.lexists(root):
+            raise NodeError(
+                f"no node at {root}", id="node-missing", hint="pass the node root, e.g. /tandberg"
+            ) from None
+        raise NodeError(
+            f"cannot read the node at {root}: {exc}", id="node-unreadable", hint="pass a readable node root"
+        ) from None
 
 
 def _read_public_cas(path: str | None) -> tuple[tuple, str]:
@@ -438,46 +471,169 @@ def _render(doc: dict, fmt: str) -> str:
     return render(doc, fmt)
 
 
-def _report_error(exc, args, code: int = EXIT_FAIL) -> int:
-    """One line on stderr; with ``--format json`` also the error object on stdout."""
-    print(exc.one_line(), file=sys.stderr)
-    if args.format == "json":
-        doc = {"format_version": 1, "command": args.command, "ok": False, "error": exc.as_dict()}
-        sys.stdout.write(_render(doc, "json"))
+class _PlainError:
+    """The one line and JSON object of a :class:`~migrate.errors.MigrateError`, for when errors.py cannot be loaded.
+
+    Keep in step with ``MigrateError.one_line`` and ``as_dict``.
+    """
+
+    def __init__(self, id: str, message: str, hint: str) -> None:
+        self.id, self.message, self.hint, self.path = id, message, hint, None
+
+    def one_line(self) -> str:
+        return f"error[{self.id}]: {self.message} -- hint: {self.hint}"
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"id": self.id, "message": self.message, "path": self.path, "hint": self.hint}
+
+
+def _error(id: str, message: str, hint: str):
+    """A :class:`~migrate.errors.MigrateError`, or its :class:`_PlainError` stand-in if errors.py cannot be loaded."""
+    try:
+        from .errors import MigrateError
+    except Exception:  # noqa: BLE001 - errors.py itself is broken: the same line, built here
+        return _PlainError(id, message, hint)
+    return MigrateError(message, id=id, hint=hint)
+
+
+def _internal_error(exc: Exception):
+    """A defect or a broken install, not the user's mistake: ``internal-error``."""
+    message = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever the exception says
+    if isinstance(exc, ImportError):
+        hint = "a module of the tool cannot be loaded: reinstall expressway-migrate; --debug shows the traceback"
+    else:
+        hint = "this is a defect; run with --debug for the traceback and report it"
+    return _error("internal-error", message, hint)
+
+
+def _unwritable(exc: Exception, code: int):
+    """The report could not be written to stdout: ``report-unwritable``."""
+    reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
+    return _error(
+        "report-unwritable",
+        f"cannot write the report to stdout ({reason}); the command itself ended with exit code {code}",
+        "free space where stdout goes, or keep its reader open, and run the command again;"
+        " status shows the node's state",
+    )
+
+
+def _write_stdout(text: str) -> None:
+    """Write ``text`` to stdout and flush it: a full disk, an I/O error or a closed pipe raise here, not at exit."""
+    out = sys.stdout
+    if out is None:  # the process started without a descriptor 1
+        import errno
+
+        raise OSError(errno.EBADF, "stdout is closed")
+    out.write(text)
+    out.flush()
+
+
+def _silence_stdout() -> None:
+    """After a failed write, point stdout's descriptor at /dev/null: the flush at exit cannot fail again."""
+    import os
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # captured, replaced or closed: no descriptor to point elsewhere
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(null, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(null)
+
+
+def _print_stderr(text: str) -> None:
+    """``text`` on stderr; when stderr itself cannot be written there is nowhere left to say anything."""
+    err = sys.stderr
+    if err is None:
+        return
+    try:
+        err.write(text if text.endswith("\n") else text + "\n")
+        err.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _debug_requested(args, argv: list[str] | None) -> bool:
+    """``--debug``, from the parsed arguments, or from argv itself when they could not be parsed (a broken install)."""
+    if args is not None:
+        return bool(getattr(args, "debug", False))
+    words = sys.argv[1:] if argv is None else argv
+    return "--debug" in words[: words.index("--")] if "--" in words else "--debug" in words
+
+
+def _report_error(exc, args, code: int = EXIT_FAIL, *, cause: BaseException | None = None, stdout_ok=True) -> int:
+    """One line on stderr (with ``--debug`` then the traceback of ``cause``); with ``--format json`` also the
+    error object on stdout, unless stdout is what failed.  Never raises."""
+    _print_stderr(exc.one_line())
+    if cause is not None:
+        import traceback
+
+        with contextlib.suppress(Exception):  # the line is out; a traceback that cannot be printed is no second error
+            _print_stderr("".join(traceback.format_exception(cause)))
+    if stdout_ok and getattr(args, "format", None) == "json":
+        doc = {"format_version": 1, "command": getattr(args, "command", None), "ok": False, "error": exc.as_dict()}
+        try:
+            text = _render(doc, "json")
+        except Exception:  # noqa: BLE001 - the report module itself is broken: the same JSON, without it
+            import json
+
+            text = json.dumps(doc, indent=2) + "\n"
+        try:
+            _write_stdout(text)
+        except (OSError, ValueError):  # stdout fails too: the one line on stderr stands alone
+            _silence_stdout()
+    return code
+
+
+def _write_report(text: str, args, code: int, debug: bool) -> int:
+    """Write the report; one ``report-unwritable`` line (exit 1) if stdout refuses it."""
+    try:
+        _write_stdout(text)
+    except (OSError, ValueError) as exc:  # ENOSPC, EIO, EPIPE, a closed file
+        _silence_stdout()
+        return _report_error(_unwritable(exc, code), args, EXIT_FAIL, cause=exc if debug else None, stdout_ok=False)
     return code
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-        _check_usage(parser, args)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    _configure_logging(args.log_format, args.verbose)
-    from .errors import MigrateError
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
+    The single place that turns exceptions into exit codes: every failure,
+    from loading the tool's own modules to writing the report, is one line on
+    stderr with a stable id and exit 1 (130 when interrupted), never a
+    traceback unless ``--debug`` asks for it.
+    """
+    args = None
     try:
-        doc, code = COMMANDS[args.command](args)
-    except MigrateError as exc:
-        return _report_error(exc, args)
-    except KeyboardInterrupt:
-        return _report_error(
-            MigrateError("interrupted", id="interrupted", hint="run status to see the node's state"), args, 130
-        )
-    except Exception as exc:  # a defect, not the user's mistake: one line, the traceback at -vv
-        from . import logs
+        parser = _parser()
+        try:
+            args = parser.parse_args(argv)
+            _check_usage(parser, args)
+        except SystemExit as exc:  # usage error, --help or --version: argparse has written what it had to say
+            code = exc.code if isinstance(exc.code, int) else EXIT_USAGE
+            return _write_report("", None, code, _debug_requested(None, argv))
+        _configure_logging(args.log_format, args.verbose)
+        from .errors import MigrateError
 
-        logs.get_logger(__name__).debug("internal_error", exc_info=True)
-        error = MigrateError(
-            f"{type(exc).__name__}: {exc}",
-            id="internal-error",
-            hint="this is a defect; run with -vv for the traceback and report it",
-        )
-        return _report_error(error, args)
-    sys.stdout.write(_render(doc, args.format))
-    return code
+        try:
+            doc, code = COMMANDS[args.command](args)
+        except MigrateError as exc:
+            return _report_error(exc, args, cause=exc if args.debug else None)
+        text = _render(doc, args.format)
+    except KeyboardInterrupt as exc:
+        error = _error("interrupted", "interrupted", "run status to see the node's state")
+        return _report_error(error, args, EXIT_INTERRUPTED, cause=exc if _debug_requested(args, argv) else None)
+    except Exception as exc:  # noqa: BLE001 - a defect or a broken install, not the user's mistake: one line
+        error = _internal_error(exc)
+        return _report_error(error, args, cause=exc if _debug_requested(args, argv) else None)
+    return _write_report(text, args, code, args.debug)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 import attrs
 
 # The modules that touch the disk during a migration; each has its own ``os`` (and journal its ``fcntl``).
-PATCHED_MODULES = ("migrate.scan", "migrate.fsops", "migrate.journal", "migrate.writer")
+PATCHED_MODULES = ("migrate.scan", "migrate.dirs", "migrate.acl", "migrate.fsops", "migrate.journal", "migrate.writer")
 
 # ``os`` calls that ask about the process, not the file system: never counted, never failed.
 PROCESS_CALLS = frozenset(
@@ -128,7 +128,7 @@ class Injector:
     def call(self, name: str, real: Callable, args: tuple, kwargs: dict):
         if self.tripped is not None and self.fault == "power-cut":
             raise PowerCut(f"the power is off (it went at {self.tripped})")
-        target = self._target(name, args)
+        target = self._target(name, args, kwargs)
         writes = name in _WRITING_CALLS or (name == "open" and _open_flags(args, kwargs) & _OPEN_WRITES != 0)
         if self.where is not None and not self.where(Call(0, name, target, writes)):  # not numbered yet
             return self._run(name, real, args, kwargs, target)
@@ -163,19 +163,25 @@ class Injector:
             os.kill(os.getpid(), signal.SIGKILL)
         raise PowerCut(f"power cut at {call}")
 
-    def _target(self, name: str, args: tuple) -> str:
+    def _target(self, name: str, args: tuple, kwargs: dict) -> str:
         if not args:
             return ""
         first = args[0]
         if isinstance(first, int) and not isinstance(first, bool):
             return self._fds.get(first, f"fd {first}")
         try:
-            text = os.fsdecode(first)
+            text = self._in(os.fsdecode(first), kwargs.get("src_dir_fd", kwargs.get("dir_fd")))
         except TypeError:
             return type(first).__name__
         if name in ("link", "rename", "replace", "symlink") and len(args) > 1:
-            return f"{text} -> {os.fsdecode(args[1])}"
+            return f"{text} -> {self._in(os.fsdecode(args[1]), kwargs.get('dst_dir_fd', kwargs.get('dir_fd')))}"
         return text
+
+    def _in(self, name: str, dir_fd: int | None) -> str:
+        """``name`` as a path: joined to the path of the directory descriptor it is relative to."""
+        if dir_fd is None or name.startswith("/"):
+            return name
+        return f"{self._fds.get(dir_fd, f'fd {dir_fd}').rstrip('/')}/{name}"
 
 
 def _open_flags(args: tuple, kwargs: dict) -> int:

@@ -1,9 +1,14 @@
-"""The migration's own state in ``NODE/persistent/.cert-migration/``: journal and lock.
+"""The migration's own state in ``NODE/persistent/.cert-migration/``: journal, configuration copy and lock.
 
-The journal is written before the first change to the node and records what
-was done; rollback replays it backwards.  The lock is an ``flock`` on a file
-beside it: the kernel drops it when its holder dies, so a killed run never
-leaves a lock that blocks forever.
+The journal (:mod:`migrate.record`) is written before the first change to
+the node and records what was done; rollback reverses it.  The lock is an
+``flock`` on a file beside it: the kernel drops it when its holder dies, so a
+killed run never leaves a lock that blocks forever.  A writer holds it
+exclusively; a command that only answers (precheck, plan, verify, status)
+holds it shared while it reads, so it never answers about a node that another
+run is changing underneath it.
+
+Everything here works through directories held open (:mod:`migrate.dirs`).
 """
 
 from __future__ import annotations
@@ -11,152 +16,222 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl  # at module level, so that pyfakefs patches it in rehearsals
-import json
 import os
+import stat
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
-from . import fsops, logs, policy
-from .errors import JournalError, LockError
+from . import dirs, fsops, logs, policy, record
+from .dirs import Dir, Held
+from .errors import LockError, NodeError
 from .scan import Layout, Snapshot
 
 log = logs.get_logger(__name__)
 
-FORMAT_VERSION = 1
-APPLYING, APPLIED = "applying", "applied"
+APPLYING, APPLIED = record.APPLYING, record.APPLIED
+STATE_NAME = policy.STATE_DIR.rsplit("/", 1)[-1]
 
 
-def new(snapshot: Snapshot, fingerprint: str, config_after: str | None) -> dict:
+def new(snapshot: Snapshot, fingerprint: str, config_after: str | None) -> record.Journal:
     """A journal for a migration about to start on ``snapshot``."""
     from . import __version__
 
-    config = snapshot.config
-    return {
-        "format_version": FORMAT_VERSION,
-        "tool": f"expressway-migrate {__version__}",
-        "state": APPLYING,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "fingerprint": fingerprint,
-        "config": None
-        if config_after is None
-        else {
-            "path": config.path,
-            "sha256_before": config.sha256,
-            "sha256_after": config_after,
-            "mode": f"{config.mode:04o}",
-            "uid": config.uid,
-            "gid": config.gid,
-        },
-        "actions": [],
-    }
+    cfg = snapshot.config
+    return record.Journal(
+        tool=f"expressway-migrate {__version__}",
+        state=APPLYING,
+        started=_now(),
+        fingerprint=fingerprint,
+        config=None if config_after is None or cfg.sha256 is None else record.ConfigRecord(cfg.sha256, config_after),
+    )
 
 
-def load(snapshot: Snapshot) -> dict:
-    """The journal of ``snapshot``, checked for shape; :class:`JournalError` if unusable."""
-    data = snapshot.journal_data
-    if (
-        data is None
-        or data.get("format_version") != FORMAT_VERSION
-        or data.get("state") not in (APPLYING, APPLIED)
-        or not isinstance(data.get("actions"), list)
-    ):
-        raise JournalError(
-            "the migration journal cannot be read",
-            path=snapshot.journal.path,
-            hint="restore the node from a backup; do not delete the journal by hand",
-        )
-    return data
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def created_files(journal: dict) -> list[dict]:
-    """The create-file actions the journal records, in the order they were planned."""
-    return [a for a in journal["actions"] if a.get("action") == "create-file"]
+def finished(journal: record.Journal) -> record.Journal:
+    import attrs
+
+    return attrs.evolve(journal, state=APPLIED, finished=_now())
 
 
-def save(layout: Layout, journal: dict) -> None:
+def save(state: Dir, journal: record.Journal) -> None:
     """Write the journal atomically (private to root)."""
-    data = json.dumps(journal, indent=2, sort_keys=True).encode() + b"\n"
-    fsops.replace_file(layout.journal, data, mode=0o600)
+    fsops.replace_file(state, policy.JOURNAL_NAME, journal.to_bytes(), mode=0o600)
 
 
-def acquire(layout: Layout) -> int:
-    """Take the node's migration lock and return its descriptor (close it to release).
+def parent_of_state(held: Held, layout: Layout) -> Dir:
+    """The held directory the state directory lives in (``persistent/``); the scan opened it."""
+    d = held.get(os.fspath(layout.state_dir.parent))
+    if d is None:
+        raise NodeError(
+            f"{layout.state_dir.parent} cannot be reached",
+            id="directory-missing",
+            hint="run precheck to see why",
+        )
+    return d
+
+
+def acquire(held: Held, layout: Layout) -> tuple[int, Dir]:
+    """Take the node's lock; its descriptor (close it to release) and the held state directory.
 
     Raises :class:`LockError` at once if another run holds it, or the
     ``OSError`` of a failed file-system call, after removing what this call made.
     """
-    created, fd = False, None
+    parent = parent_of_state(held, layout)
+    for _ in range(10):
+        created, fd, state = False, None, None
+        try:
+            created = fsops.make_dir(parent, STATE_NAME, 0o700)
+            state = dirs.open_child(parent, STATE_NAME)
+            problem = state.problem(os.geteuid())
+            if problem is not None:
+                raise NodeError(
+                    f"the state directory {layout.rel(layout.state_dir)} cannot be trusted: {problem}",
+                    id="unsafe-directory",
+                    path=layout.rel(layout.state_dir),
+                    hint="this tool never made it so: find out who did, then remove it",
+                )
+            fd = _lock_fd(state, layout)
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            if state is not None:
+                with contextlib.suppress(OSError):
+                    os.close(state.fd)
+            if created:  # nobody else can be using a directory this call made and failed in
+                with contextlib.suppress(OSError):
+                    fsops.remove_dir(parent, STATE_NAME)
+            raise
+        if fd is _LOST:  # the holder before us removed the state directory as it finished: again
+            os.close(state.fd)
+            continue
+        held.drop(os.fspath(layout.state_dir))
+        held.add(state)
+        log.debug("lock_taken", path=str(layout.lock))
+        return fd, state
+    raise LockError(  # pragma: no cover - needs ten lost races in a row
+        "could not take the node's lock", path=layout.rel(layout.lock), hint="run the command again"
+    )
+
+
+_LOST = -1
+
+
+def _lock_fd(state: Dir, layout: Layout) -> int:
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(policy.LOCK_NAME, flags, 0o600, dir_fd=state.fd)
     try:
-        created = fsops.make_dir(layout.state_dir, 0o700)
-        fd = _lock_fd(layout)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-    except LockError:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = _read_holder(fd)
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise _held(layout, holder) from None
         raise
-    except Exception:
-        if fd is not None:
-            os.close(fd)
-        if created:  # nobody else can be using a directory this call made and failed in
-            fsops.remove_file(layout.lock)
-            fsops.remove_dir(layout.state_dir)
-        raise
-    log.debug("lock_taken", path=str(layout.lock))
+    try:
+        same = (
+            state.attached()
+            and os.stat(policy.LOCK_NAME, dir_fd=state.fd, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        )
+    except FileNotFoundError:
+        same = False
+    if not same:
+        os.close(fd)
+        return _LOST
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
     return fd
 
 
-def _lock_fd(layout: Layout) -> int:
-    for _ in range(10):
-        fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = _read_holder(fd)
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise LockError(
-                    f"another expressway-migrate run{holder} is migrating or rolling back this node",
-                    path=layout.rel(layout.lock),
-                    hint="wait for it to finish, then run the command again",
-                ) from None
-            raise
-        # The holder before us may have removed the lock file as it finished: then lock the new one.
-        try:
-            same = os.stat(layout.lock, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return fd
-        os.close(fd)
-        fsops.make_dir(layout.state_dir, 0o700)
-    raise LockError(  # pragma: no cover - needs ten lost races in a row
-        "could not take the node's lock", path=layout.rel(layout.lock), hint="run the command again"
+def _held(layout: Layout, holder: str) -> LockError:
+    return LockError(
+        f"another expressway-migrate run{holder} holds this node's lock: it is migrating, rolling back or reading it",
+        path=layout.rel(layout.lock),
+        hint="wait for it to finish, then run the command again",
     )
 
 
 @contextlib.contextmanager
 def locked(layout: Layout) -> Iterator[int]:
     """Hold the node's migration lock for the ``with`` block (see :func:`acquire`)."""
-    fd = acquire(layout)
+    from .scan import hold
+
+    held = hold(layout)
     try:
-        yield fd
+        fd, _ = acquire(held, layout)
+        try:
+            yield fd
+        finally:
+            with contextlib.suppress(OSError):  # the descriptor is released even when close reports an error
+                os.close(fd)
     finally:
-        with contextlib.suppress(OSError):  # the descriptor is released even when close reports an error
-            os.close(fd)
+        held.close()
 
 
-def clear_staging(layout: Layout) -> None:
-    """Remove staging copies of the journal and the config copy that a killed run left behind."""
-    fsops.remove_file(policy.staging_path(layout.journal))
-    fsops.remove_file(policy.staging_path(layout.config_backup))
+@contextlib.contextmanager
+def reading(layout: Layout) -> Iterator[None]:
+    """Hold the node's lock shared while a command reads the node to answer about it.
+
+    Nothing is created: without a lock file no run holds the lock (one that
+    starts meanwhile is noticed at the end).  Raises :class:`LockError` when a
+    writer holds it.
+    """
+    fd = _open_lock_readonly(layout)
+    try:
+        if fd is not None:
+            _share(fd, layout)
+        yield
+        if fd is None:  # a writer that started while we read would have made the lock file
+            late = _open_lock_readonly(layout)
+            if late is not None:
+                try:
+                    _share(late, layout)
+                finally:
+                    os.close(late)
+    finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
-def remove_state(layout: Layout) -> None:
+def _share(fd: int, layout: Layout) -> None:
+    """Take the lock on ``fd`` shared, at once; :class:`LockError` while a writer holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise _held(layout, _read_holder(fd)) from None
+        raise
+
+
+def _open_lock_readonly(layout: Layout) -> int | None:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        # The mode is ignored by the kernel without O_CREAT; pyfakefs applies it to an existing file.
+        return os.open(layout.lock, flags, stat.S_IMODE(os.lstat(layout.lock).st_mode))
+    except OSError:  # none, or not ours to read (an unprivileged precheck): nothing to wait for here
+        return None
+
+
+def clear_staging(state: Dir) -> None:
+    """Remove staging copies of the journal and the configuration copy that a killed run left behind."""
+    fsops.remove_staging(state, policy.JOURNAL_NAME)
+    fsops.remove_staging(state, policy.CONFIG_BACKUP_NAME)
+
+
+def remove_state(held: Held, layout: Layout) -> None:
     """Remove the state directory's files and the directory itself; the journal goes last but the lock."""
-    clear_staging(layout)
-    fsops.remove_file(layout.config_backup)
-    fsops.remove_file(layout.journal)
-    fsops.remove_file(layout.lock)
-    fsops.remove_dir(layout.state_dir)
+    state = held.get(os.fspath(layout.state_dir))
+    if state is None:
+        return
+    clear_staging(state)
+    fsops.remove_file(state, policy.CONFIG_BACKUP_NAME)
+    fsops.remove_file(state, policy.JOURNAL_NAME)
+    fsops.remove_file(state, policy.LOCK_NAME)
+    fsops.remove_dir(parent_of_state(held, layout), STATE_NAME)
+    held.drop(os.fspath(layout.state_dir))
 
 
 def _read_holder(fd: int) -> str:

@@ -8,129 +8,25 @@ knows the action that undoes it (Alembic's ``reverse()``).
 from __future__ import annotations
 
 import json
-from typing import Union
 
 import attrs
 
 from . import checks, policy, xconfig
+from .actions import (  # noqa: F401 - re-exported: the plan's vocabulary
+    CONFIG_ACTIONS,
+    Action,
+    AddSetting,
+    CompleteJournal,
+    CreateFile,
+    RemoveFile,
+    RemoveTemp,
+    RestoreConfig,
+    RetireSetting,
+)
 from .checks import Analysis, Finding
 from .errors import PlanError
 
 FORMAT_VERSION = 1
-
-
-@attrs.frozen
-class CreateFile:
-    """Publish a copy of ``source`` at ``path`` with the policy mode and the source's owner."""
-
-    path: str
-    source: str
-    mode: int
-    uid: int
-    gid: int
-    sha256: str
-    kind = "create-file"
-
-    def as_dict(self) -> dict:
-        return {
-            "action": self.kind,
-            "path": self.path,
-            "source": self.source,
-            "mode": f"{self.mode:04o}",
-            "uid": self.uid,
-            "gid": self.gid,
-            "sha256": self.sha256,
-        }
-
-    def reverse(self) -> RemoveFile:
-        return RemoveFile(path=self.path, sha256=self.sha256)
-
-
-@attrs.frozen
-class RemoveFile:
-    """Remove ``path``, which must still hold the bytes the migration wrote (``sha256``)."""
-
-    path: str
-    sha256: str
-    kind = "remove-file"
-
-    def as_dict(self) -> dict:
-        return {"action": self.kind, "path": self.path, "sha256": self.sha256}
-
-
-@attrs.frozen
-class RemoveTemp:
-    """Remove a staging file left by an interrupted run of this tool."""
-
-    path: str
-    kind = "remove-temp"
-
-    def as_dict(self) -> dict:
-        return {"action": self.kind, "path": self.path}
-
-
-@attrs.frozen
-class RetireSetting:
-    """Delete one line that sets the retired ``EnableServerEkuUpload`` switch."""
-
-    path: str
-    setting: str
-    old_value: str
-    line: int
-    kind = "retire-setting"
-
-    def as_dict(self) -> dict:
-        return {
-            "action": self.kind,
-            "path": self.path,
-            "setting": self.setting,
-            "old_value": self.old_value,
-            "line": self.line,
-        }
-
-    def reverse(self) -> RestoreConfig:
-        return RestoreConfig(path=self.path)
-
-
-@attrs.frozen
-class AddSetting:
-    """State a setting at the end of the configuration."""
-
-    path: str
-    setting: str
-    value: str
-    kind = "add-setting"
-
-    def as_dict(self) -> dict:
-        return {"action": self.kind, "path": self.path, "setting": self.setting, "value": self.value}
-
-    def reverse(self) -> RestoreConfig:
-        return RestoreConfig(path=self.path)
-
-
-@attrs.frozen
-class RestoreConfig:
-    """Put back the configuration saved before the migration changed it."""
-
-    path: str
-    kind = "restore-config"
-
-    def as_dict(self) -> dict:
-        return {"action": self.kind, "path": self.path}
-
-
-@attrs.frozen
-class CompleteJournal:
-    """Record that an interrupted migration has nothing left to do."""
-
-    kind = "complete-journal"
-
-    def as_dict(self) -> dict:
-        return {"action": self.kind}
-
-
-Action = Union[CreateFile, RemoveTemp, RetireSetting, AddSetting, CompleteJournal]
-CONFIG_ACTIONS = (RetireSetting, AddSetting)
 
 
 @attrs.frozen
@@ -174,7 +70,8 @@ def make_plan(analysis: Analysis, *, warn_days: int = policy.EXPIRY_WARNING_DAYS
     actions: tuple = ()
     if not checks.blockers(findings):
         actions = tuple(_temp_actions(analysis) + _file_actions(analysis) + _config_actions(analysis))
-        if not actions and snap.journal_data is not None and snap.journal_data.get("state") != "applied":
+        found = snap.journal_record
+        if not actions and found is not None and not found.applied:
             actions = (CompleteJournal(),)
     return Plan(
         node=str(snap.layout.root),
@@ -216,12 +113,19 @@ def _config_actions(analysis: Analysis) -> list:
     if snap.config.data is None:
         return []
     out: list = [
-        RetireSetting(path=snap.config.path, setting=s.name, old_value=s.value, line=s.line_no)
+        RetireSetting(path=snap.config.path, setting=s.name, old_value=_shown(s.value), line=s.line_no)
         for s in analysis.setting(policy.RETIRED_SETTING)
     ]
     if not analysis.setting(policy.CHECKING_SETTING):
         out.append(AddSetting(path=snap.config.path, setting=policy.CHECKING_SETTING, value=policy.CHECKING_DEFAULT))
     return out
+
+
+def _shown(value: str) -> str:
+    """A retired value as the plan (and the journal) shows it: cut at :data:`policy.MAX_SHOWN_VALUE` characters."""
+    if len(value) <= policy.MAX_SHOWN_VALUE:
+        return value
+    return value[: policy.MAX_SHOWN_VALUE] + "\u2026"
 
 
 def edited_config(data: bytes, actions) -> bytes:

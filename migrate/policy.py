@@ -27,23 +27,79 @@ JOURNAL_NAME = "journal.json"
 CONFIG_BACKUP_NAME = "xconfiguration.orig"
 LOCK_NAME = "lock"
 DISPLACED_PREFIX = "persistent/.cert-migration-displaced-"
-# A file being written is staged under this name in its final directory.
+# A file being written is staged beside its target as ``.<name>.<token>.cert-migration.tmp``: a dot
+# file whose token (16 hex digits) nobody can predict.  ``.<name>.cert-migration.tmp``, the name
+# earlier versions used, is still recognised as a staging file.
 TEMP_SUFFIX = ".cert-migration.tmp"
+STAGING_TOKEN_HEX = 16
 
 
-def staging_name(name: str) -> str:
-    """The name of a file's staging copy, beside it: a dot file."""
-    return f".{name}{TEMP_SUFFIX}"
+def staging_name(name: str, token: str) -> str:
+    """The name of a file's staging copy, beside it: a dot file carrying ``token``."""
+    return f".{name}.{token}{TEMP_SUFFIX}"
 
 
-def staging_path(path):
-    """The staging path of ``path`` (a ``pathlib.Path``)."""
-    return path.with_name(staging_name(path.name))
+def is_staging_name(entry: str, name: str) -> bool:
+    """Whether the directory entry ``entry`` is a staging copy of ``name`` (this version's or an earlier one's)."""
+    prefix = f".{name}"
+    if not (entry.startswith(prefix) and entry.endswith(TEMP_SUFFIX)):
+        return False
+    token = entry[len(prefix) : len(entry) - len(TEMP_SUFFIX)]
+    if not token:
+        return True
+    return (
+        len(token) == STAGING_TOKEN_HEX + 1
+        and token[0] == "."
+        and all(c in "0123456789abcdef" for c in token[1:])
+    )
+
+
+# --- Trust ------------------------------------------------------------------
+
+# The directories from the node root down to what the migration writes (and its own state
+# directory) must be real directories owned by root (or by the unprivileged user running a
+# read-only command) and writable by nobody else: whoever can write a directory can swap
+# what it holds.
+
+
+def directory_problem(mode: int, uid: int, euid: int) -> str | None:
+    """Why a directory with this mode and owner is not safe to work under; None when it is."""
+    if uid not in (0, euid):
+        return f"it is owned by uid {uid}, not root"
+    writable = [who for who, bit in (("its group", 0o020), ("every user", 0o002)) if mode & bit]
+    if writable:
+        return f"it is writable by {' and '.join(writable)} (mode {mode:04o})"
+    return None
+
+
+# The tool's own files (journal, configuration copy, lock) must be regular files owned by root
+# and private to it: anything else was not written by this tool.
+def state_file_problem(kind: str, mode: int | None, uid: int | None, euid: int) -> str | None:
+    """Why a file of the state directory cannot be trusted; None when it can."""
+    if kind != "file":
+        return f"it is a {kind}, not a regular file"
+    if uid not in (0, euid):
+        return f"it is owned by uid {uid}, not root"
+    if mode is not None and mode & 0o077:
+        return f"it is readable or writable by others (mode {mode:04o})"
+    return None
 
 
 # Reading limits: no managed file is loaded whole beyond these.
 MAX_PEM_BYTES = 1 << 20  # 1 MiB: a key plus a long chain is a few tens of KiB
 MAX_CONFIG_BYTES = 8 << 20  # 8 MiB: a real xconfiguration dump is well under 1 MiB
+
+# The journal holds digests, ids and the plan's actions, never file contents: its size is bounded
+# by construction.  At most three create-file entries, MAX_RETIRED_LINES retire-setting entries and
+# one add-setting entry, each under 600 bytes plus its paths (at most two of PATH_MAX, 4096 bytes):
+# about 68 * 9 KiB in the worst case, a few KiB in practice.  A journal over this is not one this
+# tool wrote (tests/test_record.py writes the largest one).
+MAX_JOURNAL_BYTES = 1 << 20
+# A configuration that repeats the retired setting more often than this is refused (a real one
+# states it once); it keeps the plan and the journal small whatever the file holds.
+MAX_RETIRED_LINES = 64
+# A retired setting's old value is shown (in the plan and the journal) up to this many characters.
+MAX_SHOWN_VALUE = 64
 
 # A certificate that expires within this many days is reported.
 EXPIRY_WARNING_DAYS = 30

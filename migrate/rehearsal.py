@@ -87,7 +87,10 @@ def _refuse_real_call(name: str) -> Callable:
 
 
 # The modules whose ``os`` must be pyfakefs's for a rehearsal to stay off the real disk.
-_MODULES = ("migrate.scan", "migrate.fsops", "migrate.journal", "migrate.writer", "migrate.tree", "migrate.rehearsal")
+def _modules() -> tuple[str, ...]:
+    from .faults import PATCHED_MODULES
+
+    return (*PATCHED_MODULES, "migrate.tree", "migrate.rehearsal")
 
 
 def active_fake_os():
@@ -99,7 +102,7 @@ def active_fake_os():
     except ImportError:  # pragma: no cover - pyfakefs is a dependency
         return None
     found = []
-    for name in _MODULES:
+    for name in _modules():
         module_os = importlib.import_module(name).__dict__.get("os")
         module_os = getattr(module_os, "_real", module_os)  # under migrate.faults.inject
         if not isinstance(module_os, FakeOsModule):

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import attrs
 
-from . import policy
+from . import dirs, policy
+from .acl import Acl, read_acl
 from .errors import NodeError
 
 _KINDS = (
@@ -95,12 +96,6 @@ def _rel(root: str, path: str) -> str:
     return path.removeprefix(prefix)
 
 
-def _staging(path: str) -> str:
-    """:func:`policy.staging_path` of a path given as a string."""
-    head, _, name = path.rpartition("/")
-    return f"{head}/{policy.staging_name(name)}"
-
-
 @attrs.frozen
 class FileState:
     """What one path held when it was scanned.
@@ -122,6 +117,7 @@ class FileState:
     # Links that are this file's own staging name: a run killed between publishing it and removing that name.
     staged_links: int = 0
     inode: tuple[int, int] | None = attrs.field(default=None, eq=False, repr=False)  # (st_dev, st_ino)
+    acl: Acl | None = None  # the access ACL, read for the secret files only (None: they have none)
 
     @property
     def sha256(self) -> str | None:
@@ -145,13 +141,18 @@ class FileState:
             "gid": self.gid,
             "nlink": self.nlink if self.kind == "file" else None,  # a directory's grows with its subdirectories
             "sha256": self.sha256,
+            # Only when there is one: a node without ACLs keeps the fingerprint it had before ACLs were read.
+            **({"acl": self.acl.identity()} if self.acl is not None else {}),
         }
 
 
-def read_capped(path: str | os.PathLike, cap: int, display: str) -> FileState:
-    """Read one file without following a symlink, opening a FIFO, or reading past ``cap``."""
+def read_capped(path: str | os.PathLike, cap: int, display: str, *, dir_fd: int | None = None) -> FileState:
+    """Read one file without following a symlink, opening a FIFO, or reading past ``cap``.
+
+    With ``dir_fd``, ``path`` is a name in that open directory (:mod:`migrate.dirs`).
+    """
     try:
-        st = os.lstat(path)
+        st = os.lstat(path) if dir_fd is None else os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return FileState(display, "missing")
     except NotADirectoryError:
@@ -175,7 +176,8 @@ def read_capped(path: str | os.PathLike, cap: int, display: str) -> FileState:
     try:
         # The mode argument is ignored by the kernel without O_CREAT; pyfakefs applies it to
         # an existing file, so pass the file's own mode to leave it unchanged there too.
-        fd = os.open(path, flags, stat.S_IMODE(st.st_mode))
+        mode = stat.S_IMODE(st.st_mode)
+        fd = os.open(path, flags, mode) if dir_fd is None else os.open(path, flags, mode, dir_fd=dir_fd)
     except OSError as exc:
         return FileState(display, "unreadable", error=os.strerror(exc.errno or errno.EIO), **common)
     try:
@@ -200,9 +202,9 @@ def read_capped(path: str | os.PathLike, cap: int, display: str) -> FileState:
     return FileState(display, "file", data=data, **common)
 
 
-def _lstat_state(path: str, display: str) -> FileState:
+def _lstat_state(path: str, display: str, *, dir_fd: int | None = None) -> FileState:
     try:
-        st = os.lstat(path)
+        st = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return FileState(display, "missing")
     except OSError as exc:
@@ -232,17 +234,43 @@ class Snapshot:
     config_backup: FileState
     euid: int
     now: datetime
+    # The default ACLs of the directories keys and the tool's state are created in, by display path; only those set.
+    default_acls: Mapping[str, Acl] = attrs.field(factory=dict)
+    root_dir: FileState | None = None  # the node root itself, as it was opened
 
     @property
-    def journal_data(self) -> dict | None:
-        """The parsed journal, or None when there is none or it is unreadable."""
-        if self.journal.data is None:
+    def journal_problem(self) -> str | None:
+        """Why the journal (with the configuration copy beside it) cannot be trusted; None when it can or is absent."""
+        from . import record
+
+        j = self.journal
+        if not j.exists:
             return None
+        if j.kind == "too-large":
+            return f"it is over {policy.MAX_JOURNAL_BYTES} bytes, larger than any journal this tool writes"
+        if j.kind == "unreadable":
+            return f"it cannot be read ({j.error})"
+        problem = policy.state_file_problem(j.kind, j.mode, j.uid, self.euid)
+        if problem is None and self.config_backup.exists:
+            backup = self.config_backup
+            found = policy.state_file_problem(backup.kind, backup.mode, backup.uid, self.euid)
+            problem = None if found is None else f"the configuration copy beside it: {found}"
+        if problem is not None:
+            return problem
         try:
-            data = json.loads(self.journal.data)
-        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+            record.load(j.data, self.layout)
+        except record.Invalid as exc:
+            return str(exc)
+        return None
+
+    @property
+    def journal_record(self):
+        """The journal as a validated :class:`migrate.record.Journal`; None when absent or not to be trusted."""
+        from . import record
+
+        if not self.journal.exists or self.journal_problem is not None:
             return None
-        return data if isinstance(data, dict) else None
+        return record.load(self.journal.data, self.layout)
 
     @property
     def fingerprint(self) -> str:
@@ -255,14 +283,38 @@ class Snapshot:
             "journal": self.journal.identity(),
             "config_backup": self.config_backup.identity(),
         }
+        if self.default_acls:  # only when there are some, as for a file's ACL
+            parts["default_acls"] = {path: acl.identity() for path, acl in sorted(self.default_acls.items())}
         blob = json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()
         return "sha256:" + hashlib.sha256(blob).hexdigest()
 
 
-def scan(layout: Layout, *, now: datetime | None = None) -> Snapshot:
-    """Read the node described by ``layout``; raise :class:`NodeError` if there is no node."""
+def scan(layout: Layout, *, now: datetime | None = None, held: dirs.Held | None = None) -> Snapshot:
+    """Read the node described by ``layout``; raise :class:`NodeError` if there is no node.
+
+    Every file is read relative to a directory held open from the node root
+    down (:mod:`migrate.dirs`), so a link anywhere on the way is seen, never
+    followed.  The writer passes the directories it holds (``held``), so that
+    what it scans is what it writes to; otherwise the scan opens its own and
+    closes them before it returns.
+    """
+    if held is not None:
+        return _scan(layout, held, now)
+    held = _open_node(layout)
+    try:
+        return _scan(layout, held, now)
+    finally:
+        held.close()
+
+
+def _open_node(layout: Layout) -> dirs.Held:
     try:
         root_st = os.stat(layout.root)
+        if not stat.S_ISDIR(root_st.st_mode):
+            raise NodeError(
+                f"{layout.root} is not a directory", id="node-not-directory", hint="pass the node root, e.g. /tandberg"
+            )
+        return dirs.open_node(os.fspath(layout.root))
     except (FileNotFoundError, NotADirectoryError):
         raise NodeError(
             f"no node at {layout.root}", id="node-missing", hint="pass the node root, e.g. /tandberg"
@@ -273,53 +325,142 @@ def scan(layout: Layout, *, now: datetime | None = None) -> Snapshot:
             id="node-unreadable",
             hint="check the file system and the permissions on the path, then run the command again",
         ) from None
-    if not stat.S_ISDIR(root_st.st_mode):
-        raise NodeError(
-            f"{layout.root} is not a directory", id="node-not-directory", hint="pass the node root, e.g. /tandberg"
-        )
+
+
+def _dir_state(
+    path: str, display: str, st: os.stat_result | None, d: dirs.Dir | None, error: str | None
+) -> FileState:
+    """The state of one directory on the way: from the opened descriptor, or from what stands there instead."""
+    if d is not None:
+        return FileState(display, "dir", mode=d.mode, uid=d.uid, gid=d.gid, nlink=d.nlink, inode=d.dev_ino)
+    if error is not None:
+        return FileState(display, "unreadable", error=error)
+    if st is None:
+        return FileState(display, "missing")
+    kind = file_kind(st.st_mode)
+    common = dict(mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, nlink=st.st_nlink)
+    if kind == "dir":  # a directory that could not be opened (permissions)
+        return FileState(display, "unreadable", error="it cannot be opened", inode=(st.st_dev, st.st_ino), **common)
+    return FileState(display, kind, inode=(st.st_dev, st.st_ino), **common)
+
+
+def _scan(layout: Layout, held: dirs.Held, now: datetime | None) -> Snapshot:
     root, cert_dir, config = os.fspath(layout.root), os.fspath(layout.cert_dir), os.fspath(layout.config)
-    dirs = [_lstat_state(path, _rel(root, path)) for path in _dirs_to_check(layout)]
+    config_dir, config_name = config.rsplit("/", 1)
+    config_dir = config_dir or "/"
+    seen: dict[str, FileState] = {}
+    reached: dict[str, dirs.Dir | None] = {}
+    for target in _dirs_to_check(layout):
+        steps, d = dirs.walk(held, target)
+        for path, st, step_dir, error in steps:
+            if path not in seen:
+                seen[path] = _dir_state(path, _rel(root, path), st, step_dir, error)
+        reached[target] = d
+    cert = reached.get(cert_dir) if cert_dir != root else held.root
+    cfg_dir = reached.get(config_dir) if config_dir != root else held.root
     files = {}
     for rule in policy.FILES:
         path = f"{cert_dir}/{rule.name}"
-        files[rule.name] = read_capped(path, policy.MAX_PEM_BYTES, _rel(root, path))
+        if cert is None:
+            files[rule.name] = FileState(_rel(root, path), "missing", error="its directory cannot be reached")
+        else:
+            files[rule.name] = read_capped(rule.name, policy.MAX_PEM_BYTES, _rel(root, path), dir_fd=cert.fd)
+    _read_key_acls(files, cert)
     temps = []
-    for name, path in [(rule.name, f"{cert_dir}/{rule.name}") for rule in policy.CLIENT_FILES] + [(None, config)]:
-        staged = _staging(path)
-        temp = _lstat_state(staged, _rel(root, staged))
-        if not temp.exists:
+    staged_in = [(cert, cert_dir, rule.name) for rule in policy.CLIENT_FILES] + [(cfg_dir, config_dir, config_name)]
+    listings: dict[int, list[str]] = {}
+    for d, dir_path, name in staged_in:
+        if d is None:
             continue
-        temps.append(temp)
-        published = files.get(name)
-        if published is not None and published.kind == "file" and published.inode == temp.inode:
-            files[name] = attrs.evolve(published, staged_links=1)
+        if d.fd not in listings:
+            try:
+                listings[d.fd] = sorted(os.listdir(d.fd))
+            except OSError:
+                listings[d.fd] = []
+        for entry in listings[d.fd]:
+            if not policy.is_staging_name(entry, name):
+                continue
+            staged = f"{dir_path.rstrip('/')}/{entry}"
+            temp = _lstat_state(entry, _rel(root, staged), dir_fd=d.fd)
+            if not temp.exists:
+                continue
+            temps.append(temp)
+            published = files.get(name)
+            if published is not None and published.kind == "file" and published.inode == temp.inode:
+                files[name] = attrs.evolve(published, staged_links=published.staged_links + 1)
     state_dir_path, journal_path, backup_path = map(os.fspath, (layout.state_dir, layout.journal, layout.config_backup))
-    state_dir = _lstat_state(state_dir_path, _rel(root, state_dir_path))
-    if state_dir.kind == "dir":
-        journal = read_capped(journal_path, policy.MAX_CONFIG_BYTES, _rel(root, journal_path))
-        config_backup = _lstat_state(backup_path, _rel(root, backup_path))
+    steps, state = dirs.walk(held, state_dir_path)
+    for path, st, step_dir, error in steps:
+        if path not in seen:
+            seen[path] = _dir_state(path, _rel(root, path), st, step_dir, error)
+    state_dir = seen.get(state_dir_path) or FileState(_rel(root, state_dir_path), "missing")
+    if state is not None:
+        journal = read_capped(policy.JOURNAL_NAME, policy.MAX_JOURNAL_BYTES, _rel(root, journal_path), dir_fd=state.fd)
+        config_backup = _lstat_state(policy.CONFIG_BACKUP_NAME, _rel(root, backup_path), dir_fd=state.fd)
     else:  # never read through a state directory that is a link (or worse): precheck reports it
         journal = FileState(_rel(root, journal_path), "missing")
         config_backup = FileState(_rel(root, backup_path), "missing")
+    if cfg_dir is None:
+        config_state = FileState(_rel(root, config), "missing", error="its directory cannot be reached")
+    else:
+        config_state = read_capped(config_name, policy.MAX_CONFIG_BYTES, _rel(root, config), dir_fd=cfg_dir.fd)
+    r = held.root
     return Snapshot(
         layout=layout,
         files=files,
-        config=read_capped(config, policy.MAX_CONFIG_BYTES, _rel(root, config)),
-        dirs=tuple(dirs),
+        config=config_state,
+        dirs=tuple(seen[path] for path in _dirs_to_check(layout) if path in seen),
         state_dir=state_dir,
         temps=tuple(temps),
         journal=journal,
         config_backup=config_backup,
         euid=os.geteuid(),
         now=now or datetime.now(timezone.utc),
+        default_acls=_default_acls(root, cert, cfg_dir),
+        root_dir=FileState(".", "dir", mode=r.mode, uid=r.uid, gid=r.gid, nlink=r.nlink, inode=r.dev_ino),
     )
 
 
+def _acl_of(path: int | str, *, default: bool = False, dir_fd: int | None = None) -> Acl | None:
+    """The ACL of ``path`` (a descriptor, or a name in ``dir_fd``), None without one; an error reading it is an unreadable ACL."""
+    try:
+        return read_acl(path, default=default, dir_fd=dir_fd)
+    except (FileNotFoundError, NotADirectoryError):  # gone since it was scanned: its own state says so
+        return None
+    except OSError as exc:
+        return Acl(error=f"it cannot be read ({os.strerror(exc.errno or errno.EIO)})")
+
+
+def _read_key_acls(files: dict[str, FileState], cert: dirs.Dir | None) -> None:
+    """Add to each secret file of ``files`` the access ACL it has in the held certificate directory ``cert``."""
+    if cert is None:
+        return
+    for rule in policy.FILES:
+        state = files[rule.name]
+        if rule.secret and state.kind == "file":
+            found = _acl_of(rule.name, dir_fd=cert.fd)
+            if found is not None:
+                files[rule.name] = attrs.evolve(state, acl=found)
+
+
+def _default_acls(root: str, *held: dirs.Dir | None) -> dict[str, Acl]:
+    """The default ACLs of the held certificate directory and configuration directory (the state directory's parent)."""
+    out: dict[str, Acl] = {}
+    for d in held:
+        display = _rel(root, d.path) if d is not None else None
+        if d is not None and display not in out:
+            found = _acl_of(d.fd, default=True)
+            if found is not None:
+                out[display] = found
+    return out
+
+
 def _dirs_to_check(layout: Layout) -> list[str]:
-    """The directories between the node root and the managed files, root excluded."""
+    """The directories between the node root and the managed files (and the state directory's parent), root excluded."""
     root = os.fspath(layout.root)
     out: list[str] = []
-    for target in (os.fspath(layout.cert_dir), os.path.dirname(os.fspath(layout.config))):
+    targets = [os.fspath(layout.cert_dir), os.path.dirname(os.fspath(layout.config)), os.fspath(layout.state_dir.parent)]
+    for target in targets:
         rel = _rel(root, target)
         if rel == ".":  # the root itself
             continue
@@ -333,3 +474,15 @@ def _dirs_to_check(layout: Layout) -> list[str]:
             if path not in out:
                 out.append(path)
     return out
+
+
+def hold(layout: Layout) -> dirs.Held:
+    """Open the node root and every directory on the way to what the migration touches, for a writer to hold."""
+    held = _open_node(layout)
+    try:
+        for target in _dirs_to_check(layout) + [os.fspath(layout.state_dir)]:
+            dirs.walk(held, target)
+    except BaseException:
+        held.close()
+        raise
+    return held

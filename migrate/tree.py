@@ -4,7 +4,7 @@ Tests compare a node before and after a run bit for bit (bytes, modes,
 owners, the set of paths); a rehearsal reads a real node and writes it into
 a pyfakefs file system.  Both need the same code to behave the same on the
 real file system and under pyfakefs, so this module only calls what pyfakefs
-fakes: ``os.lstat``, ``os.listdir``, ``os.readlink``, ``open``, ``os.mkdir``,
+fakes: ``os.lstat``, ``os.listdir``, ``os.scandir``, ``os.readlink``, ``open``, ``os.mkdir``,
 ``os.makedirs``, ``os.symlink``, ``os.chmod`` and ``os.chown(...,
 follow_symlinks=False)``.  Never ``os.lchown``/``os.fchown`` (not faked:
 they would reach the real disk), never ``os.open`` (on a fake file it resets
@@ -13,7 +13,10 @@ the mode), never ``os.mkfifo`` (not faked).
 Reading never follows a symlink and never opens anything but a regular file.
 It is a test and rehearsal tool, not the hardened reader of the migration
 (``scan.read_capped``): a file swapped for a FIFO between ``lstat`` and
-``open`` is not guarded against.
+``open`` is not guarded against.  It can be bounded as a whole
+(``max_total_bytes``, ``max_entries``): the whole tree is listed and sized
+with ``lstat`` before any file is read, so a tree past a cap (sparse files
+included) is refused at the cost of its listing, not of its bytes.
 """
 
 from __future__ import annotations
@@ -71,49 +74,129 @@ class Entry:
 Tree = dict[str, Entry]
 
 
-def read_tree(root: str | os.PathLike, *, max_file_bytes: int = 64 << 20) -> Tree:
+class TreeTooLarge(ValueError):
+    """A tree past a cap of :func:`read_tree`: one file, all files together, or the number of entries.
+
+    Raised before the file that would pass the cap is read.  ``cap`` names the
+    argument (``max_file_bytes``, ``max_total_bytes``, ``max_entries``) and
+    ``limit`` its value.
+    """
+
+    def __init__(self, message: str, *, cap: str, limit: int) -> None:
+        super().__init__(message)
+        self.cap = cap
+        self.limit = limit
+
+
+def read_tree(
+    root: str | os.PathLike,
+    *,
+    max_file_bytes: int = 64 << 20,
+    max_total_bytes: int | None = None,
+    max_entries: int | None = None,
+) -> Tree:
     """Read every path under ``root`` (root itself excluded) into a :data:`Tree`.
 
     Symlinks are recorded, not followed; FIFOs, sockets and devices are
-    recorded by kind and never opened.  A file larger than ``max_file_bytes``
-    raises :class:`ValueError`.  ``root`` must be a directory, not a symlink.
+    recorded by kind and never opened.  ``root`` must be a directory, not a
+    symlink.  The tree is listed and sized (``lstat``) before any file is
+    read: a file larger than ``max_file_bytes``, files larger than
+    ``max_total_bytes`` together (their sizes as listed: a sparse file counts
+    in full), or more than ``max_entries`` paths raise :class:`TreeTooLarge`
+    (a :class:`ValueError`) without reading a file.  ``None`` sets no bound.
+    A file that grows past a cap while it is read raises it too.
     """
     root = os.fspath(root)
     st = os.lstat(root)
     if not stat.S_ISDIR(st.st_mode):
         raise NotADirectoryError(f"not a directory (symlinks are not followed): {root}")
+    listed = _list_tree(root, max_file_bytes, max_total_bytes, max_entries)
     tree: Tree = {}
+    budget = max_total_bytes
+    for rel, path, st in listed:
+        cap, cap_name, limit = max_file_bytes, "max_file_bytes", max_file_bytes
+        if budget is not None and budget < cap:
+            cap, cap_name, limit = budget, "max_total_bytes", max_total_bytes
+        entry = _read_entry(path, st, cap, cap_name, limit)
+        tree[rel] = entry
+        if budget is not None and entry.data is not None:
+            budget -= len(entry.data)
+    return tree
+
+
+def _list_tree(
+    root: str, max_file_bytes: int, max_total_bytes: int | None, max_entries: int | None
+) -> list[tuple[str, str, os.stat_result]]:
+    """Every path under ``root`` with its ``lstat``, parents first; every cap checked on the sizes listed."""
+    listed = []
+    total = 0
     pending = [""]
     while pending:
         rel_dir = pending.pop()
         abs_dir = os.path.join(root, rel_dir) if rel_dir else root
-        for name in sorted(os.listdir(abs_dir)):
+        for name in _names(abs_dir, None if max_entries is None else max_entries - len(listed)):
             rel = f"{rel_dir}/{name}" if rel_dir else name
             path = os.path.join(abs_dir, name)
-            entry = _read_entry(path, max_file_bytes)
-            tree[rel] = entry
-            if entry.kind == "dir":
+            st = os.lstat(path)
+            listed.append((rel, path, st))
+            if stat.S_ISDIR(st.st_mode):
                 pending.append(rel)
-    return tree
+            elif stat.S_ISREG(st.st_mode):
+                if st.st_size > max_file_bytes:
+                    raise TreeTooLarge(
+                        f"{path} holds {st.st_size} bytes, more than max_file_bytes={max_file_bytes}",
+                        cap="max_file_bytes",
+                        limit=max_file_bytes,
+                    )
+                total += st.st_size
+                if max_total_bytes is not None and total > max_total_bytes:
+                    raise TreeTooLarge(
+                        f"the files under {root} hold more than max_total_bytes={max_total_bytes} bytes"
+                        f" ({total} with {path}, by their sizes, before reading)",
+                        cap="max_total_bytes",
+                        limit=max_total_bytes,
+                    )
+        if max_entries is not None and len(listed) > max_entries:
+            raise TreeTooLarge(
+                f"{root} holds more than max_entries={max_entries} paths",
+                cap="max_entries",
+                limit=max_entries,
+            )
+    return listed
 
 
-def _read_entry(path: str, max_file_bytes: int) -> Entry:
-    st = os.lstat(path)
+def _names(path: str, room: int | None) -> list[str]:
+    """The names in the directory ``path``, sorted; at most ``room + 1`` of them when ``room`` is set.
+
+    With a bound the directory is read lazily (``os.scandir``), so a directory
+    of a million names costs ``room + 1`` of them, not a list of a million.
+    """
+    if room is None:
+        return sorted(os.listdir(path))
+    names = []
+    with os.scandir(path) as entries:
+        for entry in entries:
+            names.append(entry.name)
+            if len(names) > room:
+                break
+    return sorted(names)
+
+
+def _read_entry(path: str, st: os.stat_result, max_bytes: int, cap_name: str, limit: int) -> Entry:
+    """The entry ``st`` describes; a file's bytes are read up to ``max_bytes`` (the cap ``cap_name=limit``)."""
     kind = file_kind(st.st_mode)
     common = dict(kind=kind, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid)
     if kind == "symlink":
         return Entry(**common, target=os.readlink(path))
     if kind != "file":
         return Entry(**common)
-    if st.st_size > max_file_bytes:
-        raise ValueError(f"{path} holds {st.st_size} bytes, more than max_file_bytes={max_file_bytes}")
     with open(path, "rb") as f:
         fst = os.fstat(f.fileno())
         if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
             raise OSError(f"{path} changed while it was read")
-        data = f.read(max_file_bytes + 1)
-    if len(data) > max_file_bytes:
-        raise ValueError(f"{path} grew past max_file_bytes={max_file_bytes} while it was read")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise TreeTooLarge(f"{path} grew past {cap_name}={limit} while it was read", cap=cap_name, limit=limit)
     return Entry(**common, data=data)
 
 

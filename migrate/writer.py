@@ -16,22 +16,13 @@ from datetime import datetime, timezone
 
 import attrs
 
-from . import checks, fsops, journal, logs, policy
+from . import checks, fsops, journal, logs, policy, record
+from .actions import CONFIG_ACTIONS, CreateFile, RemoveFile, RemoveTemp, RestoreConfig
 from .checks import Finding
+from .dirs import Dir, Held
 from .errors import ApplyError, BlockedError, JournalError, MigrateError, PlanError, PrivilegeError, RollbackError
-from .plan import (
-    CONFIG_ACTIONS,
-    CompleteJournal,
-    CreateFile,
-    Plan,
-    RemoveFile,
-    RemoveTemp,
-    RestoreConfig,
-    check_saved_plan,
-    edited_config,
-    make_plan,
-)
-from .scan import Layout, Snapshot, read_capped, scan
+from .plan import Plan, check_saved_plan, edited_config, make_plan
+from .scan import Layout, Snapshot, hold, read_capped, scan
 
 log = logs.get_logger(__name__)
 
@@ -66,8 +57,8 @@ class Outcome:
         }
 
 
-def _analyse(layout: Layout, warn_days: int) -> tuple[checks.Analysis, Plan]:
-    analysis = checks.analyse(scan(layout))
+def _analyse(layout: Layout, warn_days: int, held: Held | None = None) -> tuple[checks.Analysis, Plan]:
+    analysis = checks.analyse(scan(layout, held=held))
     return analysis, make_plan(analysis, warn_days=warn_days)
 
 
@@ -80,21 +71,30 @@ def _require_root(command: str) -> None:
 
 
 @contextlib.contextmanager
-def _locked(layout: Layout, failure: MigrateError) -> Iterator[None]:
-    """Hold the node's lock; a file-system error while taking it becomes ``failure`` (the node is unchanged)."""
+def _holding(layout: Layout, failure: MigrateError) -> Iterator[tuple[Held, Dir]]:
+    """Hold the node's directories and its lock; a file-system error while taking them becomes ``failure``."""
     try:
-        fd = journal.acquire(layout)
+        held = hold(layout)
     except OSError as exc:
-        failure.message = f"{failure.message} ({os.strerror(exc.errno or errno.EIO)}); the node was not changed"
-        failure.hint = (
-            _cause_hint(exc, "check that the file system is writable and has free space") + ", then run it again"
-        )
-        raise failure from exc
+        raise _unchanged(failure, exc) from exc
     try:
-        yield
+        try:
+            fd, state = journal.acquire(held, layout)
+        except OSError as exc:
+            raise _unchanged(failure, exc) from exc
+        try:
+            yield held, state
+        finally:
+            with contextlib.suppress(OSError):  # the descriptor is released even when close reports an error
+                os.close(fd)
     finally:
-        with contextlib.suppress(OSError):  # the descriptor is released even when close reports an error
-            os.close(fd)
+        held.close()
+
+
+def _unchanged(failure: MigrateError, exc: OSError) -> MigrateError:
+    failure.message = f"{failure.message} ({os.strerror(exc.errno or errno.EIO)}); the node was not changed"
+    failure.hint = _cause_hint(exc, "check that the file system is writable and has free space") + ", then run it again"
+    return failure
 
 
 _CAUSE_HINTS = {
@@ -107,11 +107,11 @@ _CAUSE_HINTS = {
 }
 
 
-def _cause_hint(exc: BaseException, default: str = "fix the cause") -> str:
+def _cause_hint(exc: BaseException | None, default: str = "fix the cause") -> str:
     """What to do about ``exc``: specific to its errno where one is known, else ``default``."""
     while exc is not None and not isinstance(exc, OSError):
         exc = exc.__cause__ or exc.__context__
-    return _CAUSE_HINTS.get(exc.errno, default) if isinstance(exc, OSError) else default
+    return _CAUSE_HINTS.get(exc.errno or 0, default) if isinstance(exc, OSError) else default
 
 
 def _refuse_blockers(plan: Plan) -> None:
@@ -128,6 +128,18 @@ def _refuse_blockers(plan: Plan) -> None:
         )
 
 
+def _place(held: Held, layout: Layout, display: str) -> tuple[Dir, str]:
+    """The held directory and the name of a path the plan or the journal names (a display path of this node)."""
+    path = os.fspath(layout.resolve(display))
+    head, _, name = path.rpartition("/")
+    d = held.get(head or "/")
+    if d is None or not name or name in (".", ".."):
+        raise PlanError(
+            f"{display} is not in a directory the migration holds", id="node-changed", hint="run plan again"
+        )
+    return d, name
+
+
 # --- apply --------------------------------------------------------------------
 
 
@@ -138,36 +150,38 @@ def apply(layout: Layout, *, saved_plan: dict | None = None, warn_days: int = po
         check_saved_plan(saved_plan, plan)
     _refuse_blockers(plan)
     if not plan.actions:
-        return _proved(layout, "apply", "already-migrated", ())
+        with journal.reading(layout):  # an answer about the node: never while another run changes it
+            return _proved(layout, "apply", "already-migrated", ())
     _require_root("apply")
-    with _locked(layout, ApplyError("apply could not take the node's lock", id="apply-failed")):
+    with _holding(layout, ApplyError("apply could not take the node's lock", id="apply-failed")) as (held, state):
         try:
-            analysis, locked_plan = _analyse(layout, warn_days)
+            analysis, locked_plan = _analyse(layout, warn_days, held)
             if locked_plan.fingerprint != plan.fingerprint:
                 if saved_plan is None and locked_plan.ready and not locked_plan.actions:
-                    return _proved(layout, "apply", "already-migrated", ())
+                    return _proved(layout, "apply", "already-migrated", (), held)
                 raise PlanError(
                     "the node changed while apply was starting",
                     id="node-changed",
                     hint="run plan again; apply refuses to act on a node it did not plan",
                 )
             try:
-                _execute(layout, analysis.snapshot, locked_plan)
-                outcome = _proved(layout, "apply", "migrated", locked_plan.actions)
+                _execute(held, state, layout, analysis.snapshot, locked_plan)
+                outcome = _proved(layout, "apply", "migrated", locked_plan.actions, held)
             except Exception as exc:
-                raise _failed(layout, exc) from exc
+                raise _failed(held, state, layout, exc) from exc
             if not outcome.ok:
-                raise _failed(layout, ApplyError("the migrated node does not verify: " + outcome.findings[0].message))
+                failure = ApplyError("the migrated node does not verify: " + outcome.findings[0].message)
+                raise _failed(held, state, layout, failure)
             return outcome
         finally:
             with contextlib.suppress(OSError):  # what is left is tool state without a journal: rollback clears it
-                if not fsops.lexists(layout.journal):
-                    journal.remove_state(layout)
+                if not fsops.lexists(state, policy.JOURNAL_NAME):
+                    journal.remove_state(held, layout)
 
 
-def _proved(layout: Layout, command: str, result: str, actions) -> Outcome:
+def _proved(layout: Layout, command: str, result: str, actions, held: Held | None = None) -> Outcome:
     """The outcome, with the X15.5 verification of what is on disk now."""
-    analysis = checks.analyse(scan(layout))
+    analysis = checks.analyse(scan(layout, held=held))
     findings = checks.verify(analysis)
     replan = make_plan(analysis)
     if replan.actions:
@@ -183,12 +197,12 @@ def _proved(layout: Layout, command: str, result: str, actions) -> Outcome:
     return Outcome(command=command, node=str(layout.root), result=result, actions=tuple(actions), findings=findings)
 
 
-def _failed(layout: Layout, exc: Exception) -> ApplyError:
+def _failed(held: Held, state: Dir, layout: Layout, exc: Exception) -> ApplyError:
     """Return the node to X15.4 after a failed apply; the error to raise."""
     reason = exc.message if isinstance(exc, MigrateError) else f"{type(exc).__name__}: {exc}"
     log.error("apply_failed", reason=reason)
     try:
-        started = fsops.lexists(layout.journal)
+        started = fsops.lexists(state, policy.JOURNAL_NAME)
     except OSError:
         started = True  # cannot tell: try the undo, which reports if it cannot run
     if not started:  # it failed before its first change to the node
@@ -197,11 +211,12 @@ def _failed(layout: Layout, exc: Exception) -> ApplyError:
             hint=_cause_hint(exc) + ", then run apply again",
         )
     try:
-        _rollback_locked(layout, force=False)
+        _rollback_locked(held, state, layout, force=False)
     except Exception as undo:  # the journal stays: rollback or apply can finish later
-        log.error("undo_failed", reason=f"{type(undo).__name__}: {undo}")
+        why = undo.message if isinstance(undo, MigrateError) else f"{type(undo).__name__}: {undo}"
+        log.error("undo_failed", reason=why)
         return ApplyError(
-            f"apply failed ({reason}) and so did the undo ({type(undo).__name__}: {undo}): the node is mid-migration",
+            f"apply failed ({reason}) and so did the undo ({why}): the node is mid-migration",
             hint=_cause_hint(exc) + ", then run rollback (or apply) again: the journal records what was done",
         )
     return ApplyError(
@@ -210,67 +225,79 @@ def _failed(layout: Layout, exc: Exception) -> ApplyError:
     )
 
 
-def _execute(layout: Layout, snap: Snapshot, plan: Plan) -> None:
-    """Carry out ``plan`` on the node ``snap`` describes, journal first."""
-    journal.clear_staging(layout)
+def _load_journal(snap: Snapshot) -> record.Journal:
+    """The node's journal, validated; :class:`JournalError` with the reason (nothing is touched)."""
+    problem = snap.journal_problem
+    found = snap.journal_record if problem is None else None
+    if found is None:
+        raise JournalError(
+            f"the migration journal cannot be trusted: {problem or 'it cannot be read'}",
+            path=snap.journal.path,
+            hint=checks.JOURNAL_WAY_OUT,
+        )
+    return found
+
+
+
+
+def _execute(held: Held, state: Dir, layout: Layout, snap: Snapshot, plan: Plan) -> None:
+    """Carry out ``plan`` on the node ``snap`` describes, through the held directories, journal first."""
+    journal.clear_staging(state)
     config_actions = plan.config_actions
     new_config = edited_config(snap.config.data, config_actions) if config_actions else None
     if snap.journal.exists:
-        record = journal.load(snap)
-        if config_actions:
-            _resume_config_record(layout, snap, record, new_config)
+        rec = _load_journal(snap)
+        if new_config is not None:
+            rec = _resume_config_record(state, snap, rec, new_config)
     else:
         if new_config is not None:  # a copy left by a run that died before its journal is stale: replace it
-            fsops.replace_file(layout.config_backup, snap.config.data, mode=0o600)
-        record = journal.new(snap, plan.fingerprint, _sha(new_config) if new_config is not None else None)
-    work = [a for a in plan.actions if not isinstance(a, CompleteJournal)]
-    entries = [dict(a.as_dict(), done=False) for a in work]
-    record["actions"] += entries
-    journal.save(layout, record)
-    for action, entry in zip(work, entries, strict=True):
-        if entry["done"]:  # a configuration action, done with the first one
-            continue
-        if isinstance(action, RemoveTemp):
-            fsops.remove_file(layout.resolve(action.path))
+            fsops.replace_file(state, policy.CONFIG_BACKUP_NAME, snap.config.data, mode=0o600)
+        rec = journal.new(snap, plan.fingerprint, _sha(new_config) if new_config is not None else None)
+    rec = rec.with_entries(a for a in plan.actions if isinstance(a, (CreateFile, *CONFIG_ACTIONS)))
+    journal.save(state, rec)
+    config_done = False
+    for action in plan.actions:
+        if isinstance(action, RemoveTemp):  # our own debris, not a change to the node: nothing to undo
+            fsops.remove_file(*_place(held, layout, action.path))
         elif isinstance(action, CreateFile):
             data = _source_bytes(snap, action)
-            fsops.create_file(layout.resolve(action.path), data, mode=action.mode, uid=action.uid, gid=action.gid)
-        else:  # every configuration action, in one atomic replace
+            d, name = _place(held, layout, action.path)
+            fsops.create_file(d, name, data, mode=action.mode, uid=action.uid, gid=action.gid)
+            rec = rec.mark_done([action])
+            journal.save(state, rec)
+        elif isinstance(action, CONFIG_ACTIONS) and not config_done:  # every one of them, in one atomic replace
             cfg = snap.config
-            fsops.replace_file(layout.config, new_config, mode=cfg.mode, uid=cfg.uid, gid=cfg.gid)
-            for other, other_entry in zip(work, entries, strict=True):
-                if isinstance(other, CONFIG_ACTIONS):
-                    other_entry["done"] = True
-        entry["done"] = True
-        journal.save(layout, record)
-    record["state"] = journal.APPLIED
-    record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    journal.save(layout, record)
+            d, name = _place(held, layout, cfg.path)
+            fsops.replace_file(d, name, new_config, mode=cfg.mode, uid=cfg.uid, gid=cfg.gid)
+            rec = rec.mark_done(config_actions)
+            journal.save(state, rec)
+            config_done = True
+    journal.save(state, journal.finished(rec))
 
 
 def _source_bytes(snap: Snapshot, action: CreateFile) -> bytes:
-    for state in snap.files.values():
-        if state.path == action.source and state.sha256 == action.sha256:
-            return state.data
+    for file_state in snap.files.values():
+        if file_state.path == action.source and file_state.sha256 == action.sha256 and file_state.data is not None:
+            return file_state.data
     raise PlanError(f"the source of {action.path} changed", id="node-changed", hint="run plan again")
 
 
-def _resume_config_record(layout: Layout, snap: Snapshot, record: dict, new_config: bytes) -> None:
+def _resume_config_record(state: Dir, snap: Snapshot, rec: record.Journal, new_config: bytes) -> record.Journal:
     """Before a resumed run edits the configuration, make sure the journal can undo it."""
-    cfg = record.get("config")
-    if cfg is None:
-        record["config"] = journal.new(snap, record["fingerprint"], _sha(new_config))["config"]
-        fsops.replace_file(layout.config_backup, snap.config.data, mode=0o600)
-        return
-    if cfg["sha256_before"] != snap.config.sha256:
+    before = snap.config.sha256
+    assert before is not None and snap.config.data is not None  # the plan has configuration actions
+    if rec.config is None:
+        fsops.replace_file(state, policy.CONFIG_BACKUP_NAME, snap.config.data, mode=0o600)
+        return attrs.evolve(rec, config=record.ConfigRecord(before, _sha(new_config)))
+    if rec.config.sha256_before != before:
         raise JournalError(
             "the configuration changed since the interrupted migration started",
             path=snap.config.path,
             hint="run rollback first, then apply",
         )
     if not snap.config_backup.exists:
-        fsops.create_file(layout.config_backup, snap.config.data, mode=0o600)
-    cfg["sha256_after"] = _sha(new_config)
+        fsops.create_file(state, policy.CONFIG_BACKUP_NAME, snap.config.data, mode=0o600)
+    return attrs.evolve(rec, config=record.ConfigRecord(before, _sha(new_config)))
 
 
 def _sha(data: bytes) -> str:
@@ -289,14 +316,14 @@ def rollback(layout: Layout, *, force: bool = False) -> Outcome:
     if unsafe:
         raise RollbackError(unsafe[0].message, id=unsafe[0].id, path=unsafe[0].path, hint=unsafe[0].hint)
     if not snap.journal.exists:
-        state, _ = checks.node_state(checks.analyse(snap))
-        if state == checks.X154:
+        node_state, _ = checks.node_state(checks.analyse(snap))
+        if node_state == checks.X154:
             if snap.state_dir.kind == "dir":  # left by a run that died before its first change
                 _require_root("rollback")
-                with _locked(layout, RollbackError("rollback could not take the node's lock", id="rollback-failed")):
-                    with _rollback_failure():
-                        if not fsops.lexists(layout.journal):
-                            journal.remove_state(layout)
+                failure = RollbackError("rollback could not take the node's lock", id="rollback-failed")
+                with _holding(layout, failure) as (held, state), _rollback_failure():
+                    if not fsops.lexists(state, policy.JOURNAL_NAME):
+                        journal.remove_state(held, layout)
             return Outcome(command="rollback", node=str(layout.root), result="nothing-to-do")
         raise RollbackError(
             "the node was not migrated by this tool: there is no migration journal to roll back",
@@ -304,14 +331,14 @@ def rollback(layout: Layout, *, force: bool = False) -> Outcome:
             path=snap.journal.path,
             hint="restore the node from its backup, or undo the X15.5 changes by hand",
         )
-    journal.load(snap)
+    _load_journal(snap)
     _require_root("rollback")
-    with _locked(layout, RollbackError("rollback could not take the node's lock", id="rollback-failed")):
-        with _rollback_failure():
-            if not fsops.lexists(layout.journal):  # another run finished the rollback meanwhile
-                journal.remove_state(layout)
-                return Outcome(command="rollback", node=str(layout.root), result="nothing-to-do")
-            return _rollback_locked(layout, force=force)
+    failure = RollbackError("rollback could not take the node's lock", id="rollback-failed")
+    with _holding(layout, failure) as (held, state), _rollback_failure():
+        if not fsops.lexists(state, policy.JOURNAL_NAME):  # another run finished the rollback meanwhile
+            journal.remove_state(held, layout)
+            return Outcome(command="rollback", node=str(layout.root), result="nothing-to-do")
+        return _rollback_locked(held, state, layout, force=force)
 
 
 @contextlib.contextmanager
@@ -328,66 +355,75 @@ def _rollback_failure() -> Iterator[None]:
         ) from exc
 
 
-def _rollback_locked(layout: Layout, *, force: bool) -> Outcome:
-    snap = scan(layout)
-    record = journal.load(snap)
-    steps, conflicts = _undo_steps(layout, snap, record)
+def _rollback_locked(held: Held, state: Dir, layout: Layout, *, force: bool) -> Outcome:
+    snap = scan(layout, held=held)
+    rec = _load_journal(snap)
+    steps, conflicts = _undo_steps(snap, rec)
     displaced = None
     if conflicts and not force:
         paths = ", ".join(c.path for c in conflicts)
         raise RollbackError(
             f"changed since the migration, so rollback would lose them: {paths}",
             id="rollback-conflict",
-            hint="keep them elsewhere, or run rollback --force, which first moves them to a directory it names",
+            hint="keep them elsewhere, or run rollback --force, which first moves them to a new directory it names",
         )
     if conflicts:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        directory = layout.root / f"{policy.DISPLACED_PREFIX}{stamp}"
-        for state in conflicts:
-            fsops.move_aside(layout.resolve(state.path), directory)
-        displaced = layout.rel(directory)
+        parent = journal.parent_of_state(held, layout)
+        prefix = policy.DISPLACED_PREFIX.rsplit("/", 1)[-1]
+        name, aside = fsops.make_fresh_dir(parent, f"{prefix}{stamp}-")
+        try:
+            for conflict in conflicts:
+                fsops.move_into(*_place(held, layout, conflict.path), aside)
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(aside.fd)
+        displaced = layout.rel(f"{parent.path.rstrip('/')}/{name}")
     for step in steps:
         if isinstance(step, RestoreConfig):
-            cfg = record["config"]
-            backup = read_capped(layout.config_backup, policy.MAX_CONFIG_BYTES, snap.config_backup.path)
-            if backup.data is None or _sha(backup.data) != cfg["sha256_before"]:
+            assert rec.config is not None  # a restore is planned only for a journal with a configuration record
+            backup = read_capped(
+                policy.CONFIG_BACKUP_NAME, policy.MAX_CONFIG_BYTES, snap.config_backup.path, dir_fd=state.fd
+            )
+            if backup.data is None or _sha(backup.data) != rec.config.sha256_before:
                 raise JournalError(
                     "the saved copy of the configuration is missing or damaged",
                     path=snap.config_backup.path,
                     hint="restore the configuration from a backup",
                 )
-            fsops.replace_file(layout.config, backup.data, mode=int(cfg["mode"], 8), uid=cfg["uid"], gid=cfg["gid"])
+            # The mode and owner are the file's own, as it is now (never the journal's); a missing one gets root's.
+            cfg = snap.config
+            mode = cfg.mode if cfg.mode is not None else 0o644
+            d, name = _place(held, layout, cfg.path)
+            fsops.replace_file(d, name, backup.data, mode=mode, uid=cfg.uid or 0, gid=cfg.gid or 0)
         else:
-            fsops.remove_file(layout.resolve(step.path))
-    journal.remove_state(layout)
-    fsops.fsync_dir(layout.state_dir.parent)
+            fsops.remove_file(*_place(held, layout, step.path))
+    journal.remove_state(held, layout)
     return Outcome(
         command="rollback", node=str(layout.root), result="rolled-back", actions=tuple(steps), displaced=displaced
     )
 
 
-def _undo_steps(layout: Layout, snap: Snapshot, record: dict) -> tuple[list, list]:
-    """The reverse of what the journal records, and what changed since (conflicts)."""
-    by_path = {state.path: state for state in snap.files.values()}
+def _undo_steps(snap: Snapshot, rec: record.Journal) -> tuple[list, list]:
+    """The reverses of the journal's entries that the node still needs, and what changed since (conflicts)."""
+    by_path = {file_state.path: file_state for file_state in snap.files.values()}
     steps: list = [RemoveTemp(path=temp.path) for temp in snap.temps]
     conflicts = []
-    for entry in reversed(journal.created_files(record)):
-        state = by_path.get(entry["path"]) or read_capped(
-            layout.resolve(entry["path"]), policy.MAX_PEM_BYTES, entry["path"]
-        )
-        if not state.exists:
-            continue
-        if state.kind == "file" and state.sha256 == entry["sha256"]:
-            steps.append(RemoveFile(path=entry["path"], sha256=entry["sha256"]))
-        else:
-            conflicts.append(state)
-    cfg = record.get("config")
-    if cfg is not None:
-        current = snap.config.sha256
-        if current == cfg["sha256_after"] and current != cfg["sha256_before"]:
-            steps.append(RestoreConfig(path=cfg["path"]))
-        elif current != cfg["sha256_before"]:
-            if snap.config.exists:
-                conflicts.append(snap.config)
-            steps.append(RestoreConfig(path=cfg["path"]))
+    for reverse in rec.undo():
+        if isinstance(reverse, RemoveFile):
+            current = by_path[reverse.path]  # a client file of this layout: the journal was validated
+            if not current.exists:
+                continue
+            if current.kind == "file" and current.sha256 == reverse.sha256:
+                steps.append(reverse)
+            else:
+                conflicts.append(current)
+        elif rec.config is not None:  # RestoreConfig
+            now = snap.config.sha256
+            if now == rec.config.sha256_after and now != rec.config.sha256_before:
+                steps.append(reverse)
+            elif now != rec.config.sha256_before:
+                if snap.config.exists:
+                    conflicts.append(snap.config)
+                steps.append(reverse)
     return steps, conflicts

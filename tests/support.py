@@ -156,8 +156,11 @@ def exposed_keys(tree: Tree, original: Tree) -> list[str]:
         if entry.kind != "file" or b"PRIVATE KEY" not in entry.data:
             continue
         name = rel.rpartition("/")[2]
-        if name.startswith(".") and name.endswith(STAGING_SUFFIX):
+        if name.startswith(".") and name.endswith(STAGING_SUFFIX):  # .NAME[.TOKEN].cert-migration.tmp
             name = name[1 : -len(STAGING_SUFFIX)]
+            base, _, token = name.rpartition(".")
+            if base and re.fullmatch(r"[0-9a-f]{16}", token):
+                name = base
         source = original.get(f"{CERTS}/{CLIENT_FILES.get(name, (name,))[0]}")
         owners = {(0, 0)} | ({(source.uid, source.gid)} if source is not None else set())
         allowed = KEY_MODES.get(name, 0o600)
@@ -190,3 +193,13 @@ def clean_migration(tree: Tree, root) -> Tree:
     """The tree a clean apply gives for ``tree`` (written at ``root``)."""
     writer.apply(plant(tree, root))
     return read_tree(root)
+
+
+def empty_journal(state: str) -> bytes:
+    """A well-formed journal with no actions in ``state`` (``applying`` or ``applied``), as this tool writes one."""
+    from migrate import record
+
+    doc = record.Journal(
+        tool="expressway-migrate test", state=state, started="2026-01-01T00:00:00+00:00", fingerprint="sha256:" + "0" * 64
+    ).as_dict()
+    return json.dumps(doc).encode()

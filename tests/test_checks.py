@@ -18,6 +18,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from support import empty_journal
+
 from migrate import checks, policy
 from migrate.factory import NodeSpec, build_node, issue, make_ca
 from migrate.samples import sample_tree
@@ -108,7 +110,8 @@ def refuse_open(monkeypatch, target: Path) -> None:
     real_open = real_os.open
 
     def fake_open(path, flags, *args, **kw):
-        if os.fspath(path) == os.fspath(target):
+        # The scan opens a managed file by its name, relative to its held directory (dir_fd).
+        if os.fspath(path) == os.fspath(target) or (os.fspath(path) == target.name and "dir_fd" in kw):
             raise PermissionError(13, "Permission denied", os.fspath(path))
         return real_open(path, flags, *args, **kw)
 
@@ -254,13 +257,18 @@ def _hardlink(name):
 
 def _journal(data: bytes):
     def mutate(fs, pki, mp):
-        fs.create_file(NODE / JOURNAL, contents=data)
+        fs.create_file(NODE / JOURNAL, contents=data, st_mode=stat.S_IFREG | 0o600)  # as the tool writes it
 
     return mutate
 
 
 def _staging(path_of):
-    return lambda fs, pki, mp: fs.create_file(policy.staging_path(path_of()), contents=b"half written")
+    return lambda fs, pki, mp: fs.create_file(_staging_path(path_of()), contents=b"half written")
+
+
+def _staging_path(path: Path) -> Path:
+    """A staging name of ``path`` as an earlier version of the tool wrote it (still recognised)."""
+    return path.with_name(f".{path.name}{policy.TEMP_SUFFIX}")
 
 
 def _not_root(fs, pki, mp):
@@ -565,7 +573,7 @@ ROWS = [
         "migration-interrupted",
         "warning",
         JOURNAL,
-        mutate=_journal(json.dumps({"format_version": 1, "state": "applying", "actions": []}).encode()),
+        mutate=_journal(empty_journal("applying")),
     ),
     Row("not-root", "warning", None, mutate=_not_root),
 ]
@@ -636,7 +644,7 @@ class TestPrecheck:
             pytest.param(_spec(settings={CHECKING: '"On"'}), None, id="checking-stated"),
             pytest.param(
                 None,
-                _journal(json.dumps({"format_version": 1, "state": "applied", "actions": []}).encode()),
+                _journal(empty_journal("applied")),
                 id="applied-journal",
             ),
             pytest.param(
@@ -722,7 +730,7 @@ class TestPrecheck:
             monkeypatch,
             mutate=lambda fs, p, mp: (
                 _staging(lambda: cert("client.pem"))(fs, p, mp),
-                _journal(json.dumps({"format_version": 1, "state": "applying", "actions": []}).encode())(fs, p, mp),
+                _journal(empty_journal("applying"))(fs, p, mp),
             ),
         )
         ids = {f.id: f.severity for f in precheck()}
@@ -808,7 +816,7 @@ VERIFY_ROWS = [
     pytest.param(_append_config(setting(RETIRED, "Off")), "retired-setting-present", CONFIG, id="retired-left"),
     pytest.param(_drop_checking_line, "checking-mode-unstated", CONFIG, id="checking-unstated"),
     pytest.param(
-        _journal(json.dumps({"format_version": 1, "state": "applying", "actions": []}).encode()),
+        _journal(empty_journal("applying")),
         "migration-interrupted",
         JOURNAL,
         id="interrupted",
@@ -873,13 +881,13 @@ class TestNodeState:
             pytest.param(MIGRATED, _append_config(setting(RETIRED, "On")), ("mixed", False), id="retired-left"),
             pytest.param(
                 MIGRATED,
-                _journal(json.dumps({"format_version": 1, "state": "applied", "actions": []}).encode()),
+                _journal(empty_journal("applied")),
                 ("x15.5", True),
                 id="migrated-by-tool",
             ),
             pytest.param(
                 None,
-                _journal(json.dumps({"format_version": 1, "state": "applying", "actions": []}).encode()),
+                _journal(empty_journal("applying")),
                 ("interrupted", True),
                 id="interrupted",
             ),

@@ -415,6 +415,8 @@ class TestInterruptedApply:
         fired = []
 
         def replace(src, dst, *args, **kwargs):
+            if "dst_dir_fd" in kwargs:  # the writer names files relative to the directories it holds
+                dst = Path(os.readlink(f"/proc/self/fd/{kwargs['dst_dir_fd']}")) / dst
             if not fired and crash_when(Path(dst)):
                 fired.append(dst)
                 raise Crash(str(dst))
@@ -602,13 +604,17 @@ class TestErrors:
         assert result.doc["error"]["id"] == "internal-error"
 
     @pytest.mark.parametrize("log_format", ["console", "json"])
-    def test_internal_error_traceback_at_vv(self, run, node, monkeypatch, log_format):
-        """The internal-error hint promises a traceback at -vv: it is on stderr in both log formats."""
+    def test_internal_error_traceback_only_with_debug(self, run, node, monkeypatch, log_format):
+        """The internal-error hint promises a traceback with --debug: -vv alone shows none, --debug shows it after the line."""
         monkeypatch.setattr(checks, "analyse", _boom)
         result = run("precheck", node, "-vv", "--log-format", log_format)
         assert result.code == 1
-        assert "Traceback" in result.err
-        assert "RuntimeError: boom" in result.err.replace("\\n", "\n")
+        assert "error[internal-error]: RuntimeError: boom -- hint: " in result.err and "--debug" in result.err
+        assert "Traceback" not in result.err and "_boom" not in result.err
+        result = run("precheck", node, "-vv", "--log-format", log_format, "--debug")
+        assert result.code == 1
+        assert "Traceback (most recent call last):" in result.err
+        assert 'raise RuntimeError("boom")' in result.err and "RuntimeError: boom" in result.err.splitlines()[-1]
 
 
 def _boom(*args, **kwargs):
@@ -705,3 +711,212 @@ class TestModuleEntryPoint:
         assert proc.returncode == 0, proc.stderr
         for command in (*NODE_COMMANDS, "rehearse"):
             assert command in proc.stdout
+
+
+class _FailingStdout:
+    """A stdout whose ``write`` or ``flush`` fails with ``errno``; what it was asked to write is kept in ``writes``."""
+
+    def __init__(self, errno_: int, fail_on: str, fd: int | None = None) -> None:
+        self.errno, self.fail_on, self.fd = errno_, fail_on, fd
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        if self.fail_on == "write":
+            raise OSError(self.errno, os.strerror(self.errno))
+        return len(text)
+
+    def flush(self) -> None:
+        if self.fail_on == "flush":
+            raise OSError(self.errno, os.strerror(self.errno))
+
+    def fileno(self) -> int:
+        if self.fd is None:
+            raise OSError(errno.EBADF, "no descriptor (captured)")  # as pytest's capture says it
+        return self.fd
+
+
+class _RefuseImport:
+    """A meta-path finder that fails to import one module, as a broken install does."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == self.name:
+            raise ImportError(f"cannot import name 'FILES' from partially initialized module {self.name!r}")
+
+
+def _break_module(monkeypatch, name: str) -> None:
+    """Make ``import name`` fail for the rest of the test (the module is put back afterwards)."""
+    import migrate
+
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.delattr(migrate, name.rpartition(".")[2], raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_RefuseImport(name), *sys.meta_path])
+
+
+def _assert_debug_traceback(result: Result, error_id: str, *needles: str) -> None:
+    """stderr is the one error line, then a full traceback holding every needle."""
+    assert ERROR_LINE.match(result.err_lines[0]) and result.err_lines[0].startswith(f"error[{error_id}]:")
+    assert result.err_lines[1] == "Traceback (most recent call last):"
+    for needle in needles:
+        assert needle in result.err, needle
+
+
+class TestNeverATraceback:
+    @pytest.mark.parametrize("fmt", ["text", "json"])
+    @pytest.mark.parametrize("fail_on", ["write", "flush"])
+    @pytest.mark.parametrize("errno_", [errno.ENOSPC, errno.EIO, errno.EPIPE], ids=["ENOSPC", "EIO", "EPIPE"])
+    def test_unwritable_report(self, run, node, monkeypatch, errno_, fail_on, fmt):
+        """A report that stdout refuses (on write or on flush) is one report-unwritable line with the cause and exit 1; no JSON error object is tried on the failed stdout."""
+        stdout = _FailingStdout(errno_, fail_on)
+        monkeypatch.setattr(sys, "stdout", stdout)
+        result = run("precheck", node, "--format", fmt)
+        assert result.code == 1
+        assert_one_error_line(result, "report-unwritable")
+        assert f"({os.strerror(errno_)}); the command itself ended with exit code 0" in result.err
+        assert len(stdout.writes) == 1 and f"{node}" in stdout.writes[0]  # the report, once; nothing after it
+
+    def test_unwritable_report_debug(self, run, node, monkeypatch):
+        """With --debug the report-unwritable line is followed by the OSError's traceback."""
+        monkeypatch.setattr(sys, "stdout", _FailingStdout(errno.ENOSPC, "flush"))
+        result = run("status", node, "--debug")
+        assert result.code == 1
+        _assert_debug_traceback(result, "report-unwritable", "OSError: [Errno 28] No space left on device")
+
+    def test_stdout_descriptor_silenced(self, run, node, monkeypatch):
+        """After a failed report, stdout's descriptor points at /dev/null, so the flush at exit cannot fail again."""
+        read_end, write_end = os.pipe()
+        try:
+            monkeypatch.setattr(sys, "stdout", _FailingStdout(errno.EIO, "flush", fd=write_end))
+            result = run("status", node)
+            assert result.code == 1
+            assert_one_error_line(result, "report-unwritable")
+            now, null = os.fstat(write_end), os.stat(os.devnull)
+            assert (now.st_mode & 0o170000, now.st_rdev) == (0o020000, null.st_rdev)  # a character device: /dev/null
+            assert os.write(write_end, b"flushed at exit") == 15
+        finally:
+            os.close(read_end)
+            os.close(write_end)
+
+    @pytest.mark.parametrize(
+        "argv",
+        [
+            pytest.param(["precheck", "{node}"], id="text"),
+            pytest.param(["precheck", "{node}", "--format", "json"], id="json"),
+            pytest.param(["--help"], id="help"),
+        ],
+    )
+    def test_dev_full_subprocess(self, node, argv):
+        """`python -m migrate` with stdout on /dev/full exits 1 with exactly one report-unwritable line on stderr: no traceback, no 'Exception ignored' at exit."""
+        with open("/dev/full", "wb") as full:
+            proc = subprocess.run(
+                [sys.executable, "-m", "migrate", *(arg.format(node=node) for arg in argv)],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+                check=False,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.count("\n") == 1 and proc.stderr.endswith("\n")
+        assert proc.stderr.startswith("error[report-unwritable]: cannot write the report to stdout (No space left")
+        assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+
+    def test_closed_pipe_subprocess(self, node):
+        """stdout a pipe whose reader has gone: exit 1 and one report-unwritable line, not a BrokenPipeError traceback."""
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "migrate", "status", str(node)],
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+                check=False,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+        finally:
+            os.close(write_end)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.count("\n") == 1
+        assert proc.stderr.startswith("error[report-unwritable]: cannot write the report to stdout (Broken pipe)")
+
+    @pytest.mark.parametrize(
+        "module, argv",
+        [
+            pytest.param("migrate.plan", ["precheck", "{node}"], id="plan-in-a-command"),
+            pytest.param("migrate.errors", ["status", "{node}"], id="errors"),
+            pytest.param("migrate.policy", ["status", "{node}"], id="policy-in-the-parser"),
+            pytest.param("migrate.report", ["status", "{node}"], id="report"),
+        ],
+    )
+    def test_module_that_fails_to_import(self, run, node, monkeypatch, module, argv):
+        """A module of the tool that cannot be imported is one internal-error line naming the ImportError, exit 1; --debug adds the traceback."""
+        _break_module(monkeypatch, module)
+        argv = [arg.format(node=node) for arg in argv]
+        result = run(*argv)
+        assert result.code == 1
+        assert_one_error_line(result, "internal-error")
+        assert "ImportError: cannot import name 'FILES'" in result.err and "reinstall expressway-migrate" in result.err
+        result = run(*argv, "--debug")
+        assert result.code == 1
+        _assert_debug_traceback(result, "internal-error", "in find_spec", f"{module!r}")
+
+    @pytest.mark.parametrize("module", ["migrate.errors", "migrate.report"])
+    def test_module_that_fails_to_import_json(self, run, node, monkeypatch, module):
+        """With --format json, a broken errors or report module still gives the JSON error object on stdout, as every error does."""
+        _break_module(monkeypatch, module)
+        result = run("status", node, "--format", "json")
+        assert result.code == 1
+        assert_one_error_line(result, "internal-error")
+        assert set(result.doc) == ERROR_KEYS
+        doc = result.doc
+        assert (doc["command"], doc["ok"], doc["error"]["id"]) == ("status", False, "internal-error")
+
+    def test_unexpected_exception_in_a_command(self, run, node, monkeypatch):
+        """A command that raises RuntimeError (a message of two lines) is one internal-error line; --debug shows the traceback."""
+        from migrate import cli
+
+        def status(args):
+            raise RuntimeError("first line\nsecond line")
+
+        monkeypatch.setitem(cli.COMMANDS, "status", status)
+        result = run("status", node)
+        assert result.code == 1
+        assert_one_error_line(result, "internal-error")
+        assert "RuntimeError: first line second line -- hint: this is a defect; run with --debug" in result.err
+        result = run("status", node, "--debug")
+        assert result.code == 1
+        _assert_debug_traceback(result, "internal-error", "in status", 'raise RuntimeError("first line\\nsecond line")')
+
+    def test_user_error_traceback_with_debug(self, run, tmp_path):
+        """--debug also follows a user error's line (node-missing) with its traceback; without it, the line stands alone."""
+        result = run("status", tmp_path / "nope", "--debug")
+        assert result.code == 1
+        _assert_debug_traceback(result, "node-missing", "NodeError: no node at")
+
+    def test_interrupt_stays_130(self, run, node, monkeypatch):
+        """Ctrl-C in a command is still exit 130 with one interrupted line, and no traceback without --debug."""
+        from migrate import cli
+
+        def status(args):
+            raise KeyboardInterrupt
+
+        monkeypatch.setitem(cli.COMMANDS, "status", status)
+        result = run("status", node)
+        assert result.code == 130
+        assert_one_error_line(result, "interrupted")
+        result = run("status", node, "--debug")
+        assert result.code == 130
+        _assert_debug_traceback(result, "interrupted", "KeyboardInterrupt")
+
+    def test_debug_in_every_command(self, run):
+        """--debug is accepted by every command, as -v is."""
+        for command in (*NODE_COMMANDS, "rehearse", "assess"):
+            result = run(command, "--help")
+            assert result.code == 0
+            assert "--debug" in result.out, command

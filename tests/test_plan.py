@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import attrs
 import pytest
-from support import PLAN_KEYS
+from support import PLAN_KEYS, empty_journal
 
 from migrate import checks, policy
 from migrate.errors import MigrateError, PlanError
@@ -130,13 +130,13 @@ def x155_files(m, *, ssh: bool = True) -> dict:
 
 
 def journal_state(state: str) -> FileState:
-    data = json.dumps({"format_version": 1, "state": state, "actions": []}).encode()
+    data = empty_journal(state)
     return present(JOURNAL, data, mode=0o600, uid=0, gid=0)
 
 
 def staging(rel: str) -> FileState:
-    path = policy.staging_path(Path(rel))
-    return present(path.as_posix(), b"partial", mode=0o600, uid=0, gid=0)
+    path = Path(rel)  # the staging name an earlier version of the tool wrote (still recognised)
+    return present(path.with_name(f".{path.name}{policy.TEMP_SUFFIX}").as_posix(), b"partial", mode=0o600, uid=0, gid=0)
 
 
 def snapshot(

@@ -15,6 +15,8 @@ import json
 import os
 import posix
 import re
+import time
+import tracemalloc
 import types
 from pathlib import Path
 
@@ -22,10 +24,11 @@ import pytest
 import structlog
 from pyfakefs.helpers import get_gid, get_uid, set_gid, set_uid
 
-from migrate import faults, plan, policy, rehearsal, writer
+from migrate import cli, faults, plan, policy, rehearsal, writer
 from migrate.cli import _render, main
 from migrate.errors import MigrateError
 from migrate.factory import NodeSpec, build_node, config_text, issue, make_ca, node_tree
+from migrate.samples import sample_tree
 from migrate.scan import Layout
 from migrate.tree import diff_trees, read_tree, write_tree
 
@@ -170,11 +173,11 @@ class TestRehearseNode:
         assert_disk_unchanged(root, before)
 
     def test_missing_node(self, run, tmp_path):
-        """`rehearse` of a missing node exits 1 with one error line and no traceback."""
+        """`rehearse` of a missing node exits 1 with one node-missing line, as every other command says it, and no traceback."""
         code, out, err = run("rehearse", tmp_path / "nope")
         assert code == 1
         assert out == ""
-        assert err.startswith("error[node-unreadable]:") and " -- hint: " in err
+        assert err.startswith(f"error[node-missing]: no node at {tmp_path / 'nope'} -- hint: ")
         assert len(err.splitlines()) == 1 and "Traceback" not in err
 
     @pytest.mark.parametrize("flags", [pytest.param(["--no-crash"], id="no-crash"), pytest.param([], id="crash")])
@@ -196,6 +199,90 @@ class TestRehearseNode:
         code, out, err = run("rehearse", "node", "--format", "json", "--no-crash")
         assert code == 0, err
         assert json.loads(out)["rehearsals"][0]["node"] == str(tmp_path / "node")
+
+
+def _add_sparse_csrs(root: Path, count: int, size: int = 63 << 20) -> None:
+    """``count`` sparse files of ``size`` bytes in the certificate store's generated_csr/, owned like _nobody's."""
+    csr = root / CERTS / "generated_csr"
+    csr.mkdir(exist_ok=True)
+    for n in range(count):
+        path = csr / f"sparse-{n}.csr"
+        with open(path, "wb") as f:
+            f.truncate(size)
+        os.chown(path, 65534, 65534)
+
+
+def _listing(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Every path under ``root`` with its ctime, size and mode, from ``lstat`` alone (sparse files are not read)."""
+    listing = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [".", *dirnames, *filenames]:
+            st = os.lstat(os.path.join(dirpath, name))
+            listing[os.path.join(dirpath, name)] = (st.st_ctime_ns, st.st_size, st.st_mode)
+    return listing
+
+
+class TestRehearseCap:
+    def test_sparse_files_refused_quickly_in_bounded_memory(self, run, tmp_path):
+        """Sparse 63 MiB CSR files past the 64 MiB cap: exit 1, one node-too-large line naming the cap, within seconds, peak under 16 MiB; node untouched."""
+        root = build_node(tmp_path / "node", NodeSpec())
+        _add_sparse_csrs(root, 6)
+        before = _listing(root)
+        tracemalloc.start()
+        started = time.monotonic()
+        try:
+            code, out, err = run("rehearse", root, "--no-crash")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert time.monotonic() - started < 10
+        assert peak < 16 << 20, f"peak {peak} bytes"
+        assert code == 1
+        assert out == ""
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
+        assert err.startswith(f"error[node-too-large]: the node at {root} is too large to rehearse in memory: ")
+        hint = err.split(" -- hint: ", 1)[1]
+        assert f"{cli.REHEARSE_MAX_BYTES >> 20} MiB" in hint and f"{cli.REHEARSE_MAX_ENTRIES} paths" in hint
+        assert "persistent/certs" in hint and "persistent/xconfiguration.txt" in hint
+        assert _listing(root) == before  # nothing written, chmod'ed, chown'ed, added or removed
+
+    def test_json_error_object(self, run, tmp_path):
+        """With --format json the node-too-large error is also the JSON error object on stdout."""
+        root = build_node(tmp_path / "node", NodeSpec())
+        _add_sparse_csrs(root, 2)
+        code, out, err = run("rehearse", root, "--no-crash", "--format", "json")
+        assert code == 1
+        doc = json.loads(out)
+        assert (doc["command"], doc["ok"], doc["error"]["id"]) == ("rehearse", False, "node-too-large")
+        assert err.startswith("error[node-too-large]:")
+
+    def test_too_many_paths_refused(self, run, tmp_path, monkeypatch):
+        """A node of exactly the entry cap's paths rehearses; one path more is refused with node-too-large."""
+        root = build_node(tmp_path / "node", NodeSpec())
+        paths = sum(len(dirnames) + len(filenames) for _, dirnames, filenames in os.walk(root))
+        monkeypatch.setattr(cli, "REHEARSE_MAX_ENTRIES", paths + 1)
+        os.mkdir(root / "junk")
+        code, _, err = run("rehearse", root, "--no-crash")
+        assert code == 0, err
+        os.mkdir(root / "junk" / "one-more")
+        code, out, err = run("rehearse", root, "--no-crash")
+        assert code == 1
+        assert out == ""
+        assert err.startswith("error[node-too-large]:") and f"max_entries={paths + 1} " in err
+        assert f"{paths + 1} paths" in err.split(" -- hint: ", 1)[1]
+        assert len(err.splitlines()) == 1
+
+    def test_sample_under_the_cap_still_rehearses(self, run, tmp_path):
+        """The bundled edge sample planted on disk, with a small sparse CSR beside it, still rehearses through the whole cycle."""
+        root = tmp_path / "tandberg"
+        write_tree(sample_tree("edge"), root)
+        _add_sparse_csrs(root, 1, size=1 << 20)
+        before = disk_state(root)
+        code, out, err = run("rehearse", root, "--format", "json", "--no-crash")
+        assert code == 0, err
+        [report] = json.loads(out)["rehearsals"]
+        assert_full_cycle(report)
+        assert_disk_unchanged(root, before)
 
 
 class TestFakeFilesystem:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from support import empty_journal
+
 from migrate import policy
 from migrate.errors import NodeError
 from migrate.factory import NodeSpec, build_node, issue, make_ca, node_tree
@@ -278,7 +280,7 @@ class TestScan:
         assert (snap.state_dir.kind, snap.journal.kind, snap.config_backup.kind, snap.temps) == (
             "missing", "missing", "missing", (),
         )  # fmt: skip
-        assert snap.journal_data is None
+        assert snap.journal_record is None and snap.journal_problem is None
         assert snap.now == now
         assert snap.euid == os.geteuid()
         if os.geteuid() == 0:
@@ -384,7 +386,7 @@ class TestScan:
         real_open = scan_os().open
 
         def refuse(path, *a, **kw):
-            if Path(path) == target:
+            if Path(path) == target or (os.fspath(path) == target.name and "dir_fd" in kw):  # read relative to its dir
                 raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
             return real_open(path, *a, **kw)
 
@@ -427,14 +429,17 @@ class TestScan:
         ]
 
     def test_journal_read(self, fs, ident):
-        """The journal is read and parsed; garbage or a non-object parses to None."""
+        """The journal is read and validated: a well-formed one is a record; garbage or a non-object is a reason."""
         node = make_node(Path("/n"), ident)
-        fs.create_file(node / "persistent/.cert-migration/journal.json", contents=b'{"state": "applying"}')
-        assert scan(Layout.for_node(node)).journal_data == {"state": "applying"}
+        fs.create_file(node / "persistent/.cert-migration/journal.json", contents=empty_journal("applying"))
+        os.chmod(node / "persistent/.cert-migration/journal.json", 0o600)
+        snap = scan(Layout.for_node(node))
+        assert (snap.journal_problem, snap.journal_record.state) == (None, "applying")
         write_file(node / "persistent/.cert-migration/journal.json", b'["state"]')
-        assert scan(Layout.for_node(node)).journal_data is None
+        assert scan(Layout.for_node(node)).journal_problem == "the journal is not an object"
         write_file(node / "persistent/.cert-migration/journal.json", b"\xff{")
-        assert scan(Layout.for_node(node)).journal_data is None
+        again = scan(Layout.for_node(node))
+        assert again.journal_record is None and again.journal_problem == "it is not JSON"
 
     def test_cert_dir_outside_node(self, fs, ident):
         """With --cert-dir and --config outside the node, paths are absolute and the outside directory is checked."""
@@ -446,7 +451,8 @@ class TestScan:
         assert (snap.files["server.pem"].path, snap.files["server.pem"].kind) == ("/elsewhere/server.pem", "file")
         assert (snap.config.path, snap.config.kind) == ("/etc-xconf.txt", "file")
         assert (snap.dirs[0].path, snap.dirs[0].kind) == ("/elsewhere", "dir")
-        assert all(d.kind == "dir" and d.path.startswith("/") for d in snap.dirs)
+        # The outside directories by their absolute paths; the state directory's parent inside the node.
+        assert [(d.path, d.kind) for d in snap.dirs] == [("/elsewhere", "dir"), ("/", "dir"), ("persistent", "dir")]
         assert snap.journal.path == "persistent/.cert-migration/journal.json"
 
     def test_symlinked_cert_dir_reported(self, fs, ident):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
+import time
+import tracemalloc
 
 import pytest
 from pyfakefs.fake_filesystem_unittest import Patcher
 
-from migrate.tree import Entry, diff_trees, read_tree, write_tree
+from migrate.tree import Entry, TreeTooLarge, diff_trees, read_tree, write_tree
 
 
 def _sample() -> dict[str, Entry]:
@@ -143,6 +145,77 @@ class TestReadTree:
         """Keys are POSIX paths relative to the root, without the root itself."""
         fs.create_file("/r/a/b/c.txt", contents=b"c")
         assert set(read_tree("/r")) == {"a", "a/b", "a/b/c.txt"}
+
+
+class TestReadTreeCaps:
+    def test_sparse_files_refused_before_reading(self, tmp_path):
+        """Sparse 63 MiB files past the total cap are refused by their listed sizes, quickly, with peak memory under 16 MiB."""
+        csr = tmp_path / "persistent" / "certs" / "generated_csr"
+        csr.mkdir(parents=True)
+        for n in range(6):
+            with open(csr / f"csr-{n}.pem", "wb") as f:
+                f.truncate(63 << 20)
+        assert os.stat(csr / "csr-0.pem").st_blocks == 0  # sparse: no disk used
+        tracemalloc.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(TreeTooLarge, match="max_total_bytes") as caught:
+                read_tree(tmp_path, max_total_bytes=64 << 20, max_entries=10_000)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert time.monotonic() - started < 5
+        assert peak < 16 << 20, f"peak {peak} bytes"
+        assert (caught.value.cap, caught.value.limit) == ("max_total_bytes", 64 << 20)
+        assert isinstance(caught.value, ValueError)  # callers that catch ValueError still do
+
+    @pytest.mark.parametrize("where", ["real", "fake"])
+    def test_total_cap_boundary(self, tmp_path, where):
+        """Files that add up to exactly max_total_bytes are read; one byte more is refused, on the real disk and in pyfakefs alike."""
+
+        def check(root: str) -> None:
+            os.makedirs(os.path.join(root, "d"))
+            for name, size in (("a", 6), ("d/b", 4)):
+                with open(os.path.join(root, name), "wb") as f:
+                    f.write(b"x" * size)
+            tree = read_tree(root, max_total_bytes=10)
+            assert (tree["a"].data, tree["d/b"].data) == (b"x" * 6, b"x" * 4)
+            with pytest.raises(TreeTooLarge) as caught:
+                read_tree(root, max_total_bytes=9)
+            assert caught.value.cap == "max_total_bytes"
+
+        if where == "real":
+            check(str(tmp_path))
+        else:
+            with Patcher():
+                check("/node")
+
+    @pytest.mark.parametrize("where", ["real", "fake"])
+    def test_entry_cap_boundary(self, tmp_path, where):
+        """A tree of exactly max_entries paths (directories and empty files) is read; one path more is refused."""
+
+        def check(root: str) -> None:
+            os.makedirs(os.path.join(root, "d", "e"))
+            for rel in ("f", "d/g", "d/e/h"):
+                with open(os.path.join(root, rel), "wb") as f:
+                    f.write(b"")
+            assert set(read_tree(root, max_entries=5)) == {"d", "d/e", "f", "d/g", "d/e/h"}
+            with pytest.raises(TreeTooLarge, match="max_entries") as caught:
+                read_tree(root, max_entries=4)
+            assert (caught.value.cap, caught.value.limit) == ("max_entries", 4)
+
+        if where == "real":
+            check(str(tmp_path))
+        else:
+            with Patcher():
+                check("/node")
+
+    def test_no_cap_by_default(self, tmp_path):
+        """Without max_total_bytes or max_entries the tree is not bounded as a whole (only each file, by max_file_bytes)."""
+        for n in range(3):
+            (tmp_path / f"f{n}").write_bytes(b"x" * 8)
+        tree = read_tree(tmp_path, max_file_bytes=8)
+        assert sorted(tree) == ["f0", "f1", "f2"] and all(e.data == b"x" * 8 for e in tree.values())
 
 
 class TestWriteTree:
