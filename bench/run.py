@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(logs.WARNING)  # figures only
     sizes = sorted({n for n in (10, 100, 1000) if n <= args.nodes} | {args.nodes})
 
-    from migrate import checks
+    from migrate import facts
     from migrate.plan import make_plan
     from migrate.rehearsal import rehearse_tree
     from migrate.scan import Layout, scan
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         plan, imports = cold["plan"], cold["imports"]
 
         def precheck_and_plan(root: Path) -> None:
-            make_plan(checks.analyse(scan(Layout.for_node(root))))
+            make_plan(facts.analyse(scan(Layout.for_node(root))))
 
         def rehearsal(root: Path) -> None:
             rehearse_tree(read_tree(root), "/tandberg", crash=False)

@@ -12,22 +12,23 @@ Names are imported lazily, so that ``--help`` and plain commands start fast.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Analysis": "checks",
+    "Analysis": "model",
     "ApplyError": "errors",
     "BlockedError": "errors",
-    "Finding": "checks",
+    "Finding": "model",
     "Layout": "scan",
     "MigrateError": "errors",
     "Outcome": "writer",
     "Plan": "plan",
     "Rehearsal": "rehearsal",
     "Snapshot": "scan",
-    "analyse": "checks",
+    "analyse": "facts",
     "apply": "writer",
     "make_plan": "plan",
     "node_state": "checks",
@@ -41,10 +42,8 @@ _EXPORTS = {
 # ``scan`` is both a module and its function: bind the function eagerly (the module is light).
 # On a broken install the import is left to fail where it is used, so that the command line
 # (``migrate.cli``, which imports this package first) still reports it as one line.
-try:
+with contextlib.suppress(Exception):  # a broken install: reported where the name is used
     from .scan import Layout, Snapshot, scan  # noqa: F401 - bound here, listed in __all__
-except Exception:  # noqa: BLE001 - a broken install: reported where the name is used
-    pass
 
 __all__ = sorted([*_EXPORTS, "__version__"])
 

@@ -12,8 +12,6 @@ checks.  :func:`read_acl` and :func:`clear_acls` are the only I/O here.
 from __future__ import annotations
 
 import errno
-import os
-import stat
 import struct
 
 import attrs
@@ -32,7 +30,7 @@ MAX_ACL_BYTES = 65536
 _HEADER = struct.Struct("<I")
 _ENTRY = struct.Struct("<HHI")
 # The errors meaning "no ACL here": none set, or a file system without ACLs.
-_NO_ACL = frozenset({errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP})
+NO_ACL = frozenset({errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP})
 
 
 @attrs.frozen
@@ -123,63 +121,3 @@ def parse(blob: bytes) -> Acl:
     if masks > 1:  # which mask would apply is not known: say so rather than pick one
         return Acl(error="more than one mask entry")
     return Acl(tuple(entries))
-
-
-def read_acl(path: int | str | os.PathLike, *, default: bool = False, dir_fd: int | None = None) -> Acl | None:
-    """The access ACL (``default=True``: the default ACL) of ``path``, never following a symlink.
-
-    ``path`` may be an open descriptor (a held directory: one call, no path
-    resolved again).  None when there is none (ENODATA) or the file system has no ACLs
-    (ENOTSUP/EOPNOTSUPP); any other ``OSError`` is raised.  With ``dir_fd``,
-    ``path`` is relative to that directory: ``os.getxattr`` takes no
-    ``dir_fd``, so a regular file or directory is opened (``O_NOFOLLOW``,
-    ``O_NONBLOCK``) and asked through its descriptor; a symlink has no ACL
-    (None), and a FIFO, socket or device is never opened (``EINVAL``).
-    """
-    name = DEFAULT if default else ACCESS
-    try:
-        if isinstance(path, int):
-            blob = os.getxattr(path, name)
-        elif dir_fd is None:
-            blob = os.getxattr(path, name, follow_symlinks=False)
-        else:
-            blob = _getxattr_at(dir_fd, path, name)
-    except OSError as exc:
-        if exc.errno in _NO_ACL:
-            return None
-        raise
-    return None if blob is None else parse(blob)
-
-
-def _getxattr_at(dir_fd: int, path: str | os.PathLike, name: str) -> bytes | None:
-    st = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
-    if stat.S_ISLNK(st.st_mode):
-        return None
-    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
-        raise OSError(errno.EINVAL, "not a regular file or directory: its ACL is not read", os.fspath(path))
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
-    # The mode is ignored without O_CREAT; pyfakefs applies it to an existing file, so pass the file's own.
-    fd = os.open(path, flags, stat.S_IMODE(st.st_mode), dir_fd=dir_fd)
-    try:
-        fst = os.fstat(fd)
-        if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
-            raise OSError(errno.EAGAIN, "the file changed while its ACL was read", os.fspath(path))
-        return os.getxattr(fd, name)
-    finally:
-        os.close(fd)
-
-
-def clear_acls(fd: int, *, directory: bool = False) -> None:
-    """Remove the access ACL of the open file ``fd`` (and, for a ``directory``, its default ACL).
-
-    Call it on a file the moment it is created, before its ``chmod``: an ACL
-    inherited from the directory's default ACL then never grants anything.
-    Missing ACLs and file systems without them are not errors; any other
-    ``OSError`` is raised.
-    """
-    for name in (ACCESS, DEFAULT) if directory else (ACCESS,):
-        try:
-            os.removexattr(fd, name)
-        except OSError as exc:
-            if exc.errno not in _NO_ACL:
-                raise

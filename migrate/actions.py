@@ -7,8 +7,6 @@ it (``reverse()``, Alembic's model).  Pure: no I/O.
 
 from __future__ import annotations
 
-from typing import Union
-
 import attrs
 
 
@@ -24,7 +22,7 @@ class CreateFile:
     sha256: str
     kind = "create-file"
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {
             "action": self.kind,
             "path": self.path,
@@ -47,7 +45,7 @@ class RemoveFile:
     sha256: str
     kind = "remove-file"
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"action": self.kind, "path": self.path, "sha256": self.sha256}
 
 
@@ -58,7 +56,7 @@ class RemoveTemp:
     path: str
     kind = "remove-temp"
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"action": self.kind, "path": self.path}
 
 
@@ -72,7 +70,7 @@ class RetireSetting:
     line: int
     kind = "retire-setting"
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {
             "action": self.kind,
             "path": self.path,
@@ -94,7 +92,7 @@ class AddSetting:
     value: str
     kind = "add-setting"
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"action": self.kind, "path": self.path, "setting": self.setting, "value": self.value}
 
     def reverse(self) -> RestoreConfig:
@@ -108,7 +106,7 @@ class RestoreConfig:
     path: str
     kind = "restore-config"
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"action": self.kind, "path": self.path}
 
 
@@ -118,9 +116,9 @@ class CompleteJournal:
 
     kind = "complete-journal"
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {"action": self.kind}
 
 
-Action = Union[CreateFile, RemoveTemp, RetireSetting, AddSetting, CompleteJournal]
+Action = CreateFile | RemoveTemp | RetireSetting | AddSetting | CompleteJournal
 CONFIG_ACTIONS = (RetireSetting, AddSetting)

@@ -41,11 +41,10 @@ from . import checks, policy, xconfig
 from .certs import x509_certificate
 from .checks import INFO, WARNING, Analysis, Finding
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = policy.FORMAT_VERSION  # one version for every document
 ACTIVE, FAILED, AT_RISK = "active", "failed", "at-risk"
 _RANK = {ACTIVE: 0, AT_RISK: 1, FAILED: 2}
 ROLES = ("core", "edge")
-_ANY_EKU = "2.5.29.37.0"
 _NAMES = {"core": "Core", "edge": "Edge", "public": "remote party", "peer": "peer"}
 # Who judges a presented certificate, as the subject of a sentence.
 _JUDGES = {
@@ -154,10 +153,16 @@ class Assessment:
 # --- The nodes ----------------------------------------------------------------
 
 
+def _checking_default() -> bool:
+    default = xconfig.is_on(policy.CHECKING_DEFAULT)
+    assert default is not None  # the policy's default is On
+    return default
+
+
 def _checking_mode(analysis: Analysis) -> tuple[bool, str, list[Finding]]:
     lines = analysis.setting(policy.CHECKING_SETTING)
     if not lines:
-        return xconfig.is_on(policy.CHECKING_DEFAULT), "default", []
+        return _checking_default(), "default", []
     value = xconfig.is_on(lines[-1].value)
     if value is None:
         finding = Finding(
@@ -168,7 +173,7 @@ def _checking_mode(analysis: Analysis) -> tuple[bool, str, list[Finding]]:
             f"assessed as the default, {policy.CHECKING_DEFAULT}",
             "set it to On or Off",
         )
-        return xconfig.is_on(policy.CHECKING_DEFAULT), "default", [finding]
+        return _checking_default(), "default", [finding]
     return value, "configured", []
 
 
@@ -234,9 +239,7 @@ def node_view(role: str, analysis: Analysis) -> tuple[NodeView, list[Finding]]:
 # --- Verification -------------------------------------------------------------
 
 
-def eku_allows(eku, oid: str) -> bool:
-    """Whether an EKU set (None: no extension, unrestricted) allows ``oid``."""
-    return eku is None or oid in eku or _ANY_EKU in eku
+eku_allows = policy.eku_allows
 
 
 def _verifier(anchors: Sequence, now: datetime, oid: str | None):

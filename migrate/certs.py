@@ -24,7 +24,6 @@ import hashlib
 import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
 
 import attrs
 from cryptography import exceptions as crypto_exceptions
@@ -35,6 +34,7 @@ from cryptography.x509.oid import NameOID
 
 from . import policy
 from .errors import CertError
+from .model import CertInfo, KeyInfo, describe, key_matches, key_supported  # noqa: F401 - the facts, re-exported
 
 # --- Tables -------------------------------------------------------------------
 
@@ -52,14 +52,12 @@ KEY_FORMATS = {
     ENCRYPTED_PRIVATE_KEY: "pkcs8-encrypted",
 }
 
-# anyExtendedKeyUsage (RFC 5280 4.2.1.12): allows every purpose.  Not in
-# policy.py because it is X.509 vocabulary, not a fact about Expressway.
-ANY_EKU = "2.5.29.37.0"
-_EKU_NAMES = {**policy.EKU_NAMES, ANY_EKU: "anyExtendedKeyUsage"}
-
-SUPPORTED_KEY_ALGORITHMS = frozenset({"rsa", "ec"})
-MIN_RSA_BITS = 2048
-SUPPORTED_EC_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
+ANY_EKU = policy.ANY_EKU
+SUPPORTED_KEY_ALGORITHMS, MIN_RSA_BITS, SUPPORTED_EC_CURVES = (
+    policy.SUPPORTED_KEY_ALGORITHMS,
+    policy.MIN_RSA_BITS,
+    policy.SUPPORTED_EC_CURVES,
+)
 
 _DER_HINT = (
     "convert it to PEM: `openssl x509 -inform der -in FILE -out FILE.pem` for a certificate, "
@@ -254,36 +252,6 @@ def _armour(label: str, der: bytes) -> bytes:
 # --- Certificates -----------------------------------------------------------------
 
 
-@attrs.frozen
-class CertInfo:
-    """What the migration needs to know about one X.509 certificate."""
-
-    subject: str  # RFC 4514
-    issuer: str  # RFC 4514
-    serial: int
-    not_before: datetime  # aware, UTC
-    not_after: datetime  # aware, UTC
-    # Dotted OIDs; None: the certificate has no EKU extension (unrestricted, RFC 5280).
-    eku: frozenset[str] | None
-    is_ca: bool
-    self_signed: bool  # subject and issuer are the same name
-    public_key_der: bytes = attrs.field(repr=False)  # SubjectPublicKeyInfo
-    sha256: str  # hex fingerprint of der
-    der: bytes = attrs.field(repr=False)
-
-    def allows(self, oid: str) -> bool:
-        """Whether the certificate may be used for the EKU ``oid``."""
-        return self.eku is None or oid in self.eku or ANY_EKU in self.eku
-
-    def eku_names(self) -> tuple[str, ...]:
-        """The EKU as names (serverAuth, clientAuth, ...), unknown OIDs dotted; () when absent."""
-        if self.eku is None:
-            return ()
-        known = tuple(name for oid, name in _EKU_NAMES.items() if oid in self.eku)
-        unknown = tuple(sorted(oid for oid in self.eku if oid not in _EKU_NAMES))
-        return known + unknown
-
-
 @contextlib.contextmanager
 def _quiet_serials() -> Iterator[None]:
     """Silence cryptography's warning about a negative serial number.
@@ -346,6 +314,8 @@ def _cert_info(der: bytes) -> CertInfo:
             public_key_der=_spki(cert.public_key()),
             sha256=hashlib.sha256(der).hexdigest(),
             der=der,
+            subject_short=_short(cert.subject),
+            issuer_short=_short(cert.issuer),
         )
 
 
@@ -412,40 +382,14 @@ def chain_problem(certs: Sequence[CertInfo]) -> str | None:
 def _short(name: x509.Name) -> str:
     """``CN=...`` of a name when it has a common name, else the whole RFC 4514 name."""
     common = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return f"CN={common[0].value}" if common else name.rfc4514_string()
-
-
-def describe(cert: CertInfo) -> str:
-    """A short human form: subject, issuer, expiry date and EKU."""
-    if cert.eku is None:
-        eku = "none (unrestricted)"
-    else:
-        eku = "+".join(cert.eku_names()) or "empty"
-    parsed = x509_certificate(cert.der)
-    return f"{_short(parsed.subject)}, issued by {_short(parsed.issuer)}, expires {cert.not_after:%Y-%m-%d}, EKU {eku}"
+    if not common:
+        return name.rfc4514_string()
+    value = common[0].value
+    assert isinstance(value, str)  # only an X500UniqueIdentifier's value is bytes (cryptography's NameAttribute)
+    return f"CN={value}"
 
 
 # --- Private keys -----------------------------------------------------------------
-
-
-@attrs.frozen
-class KeyInfo:
-    """The public facts of a private key: never any private material."""
-
-    algorithm: str  # "rsa", "ec", "ed25519", "ed448", "dsa", ...
-    bits: int
-    curve: str | None  # ec only, cryptography's name ("secp256r1")
-    public_key_der: bytes = attrs.field(repr=False)  # SubjectPublicKeyInfo of the public half
-    format: str  # "pkcs8", "pkcs1", "sec1", "openssl-dsa", "openssh"
-
-
-def key_supported(info: KeyInfo) -> bool:
-    """Whether Expressway uses a key like ``info``: RSA of 2048 bits or more, or EC on P-256/384/521."""
-    if info.algorithm not in SUPPORTED_KEY_ALGORITHMS:
-        return False
-    if info.algorithm == "rsa":
-        return info.bits >= MIN_RSA_BITS
-    return info.curve in SUPPORTED_EC_CURVES
 
 
 def _key_shape(public_key) -> tuple[str, int, str | None]:
@@ -542,8 +486,3 @@ def load_bundle(data: bytes) -> tuple[KeyInfo, tuple[CertInfo, ...]]:
     key = _key_info(_one_key([block for block in blocks if block.label in KEY_FORMATS]))
     chain = _certificates([block for block in blocks if block.label == CERTIFICATE], "certificates")
     return key, chain
-
-
-def key_matches(key: KeyInfo, cert: CertInfo) -> bool:
-    """Whether ``key`` is the private half of ``cert``'s public key."""
-    return key.public_key_der == cert.public_key_der

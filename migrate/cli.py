@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from datetime import UTC
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PENDING, EXIT_INTERRUPTED = 0, 1, 2, 2, 130
 # What ``rehearse NODE`` copies into memory at most: the files' sizes as listed (a sparse file counts in full).
@@ -180,10 +181,10 @@ def _layout(args):
 
 def _make_plan(args, **kwargs):
     """Scan the node the arguments name, and plan its migration (the dry run)."""
-    from . import checks
+    from . import facts
     from .plan import make_plan
 
-    return make_plan(checks.analyse(_scan_locked(_layout(args))), **kwargs)
+    return make_plan(facts.analyse(_scan_locked(_layout(args))), **kwargs)
 
 
 def _scan_locked(layout):
@@ -196,11 +197,13 @@ def _scan_locked(layout):
 
 
 def _precheck(args) -> tuple[dict, int]:
+    from . import policy
+
     if args.fleet is not None:
         return _precheck_fleet(args)
     plan = _make_plan(args, warn_days=args.warn_days)
     doc = {
-        "format_version": 1,
+        "format_version": policy.FORMAT_VERSION,
         "command": "precheck",
         "node": plan.node,
         "ready": plan.ready,
@@ -298,12 +301,12 @@ def _apply(args) -> tuple[dict, int]:
 
 
 def _verify(args) -> tuple[dict, int]:
-    from . import checks
+    from . import checks, facts, policy
 
     layout = _layout(args)
-    findings = checks.verify(checks.analyse(_scan_locked(layout)))
+    findings = checks.verify(facts.analyse(_scan_locked(layout)))
     doc = {
-        "format_version": 1,
+        "format_version": policy.FORMAT_VERSION,
         "command": "verify",
         "node": str(layout.root),
         "ok": not findings,
@@ -320,16 +323,16 @@ def _rollback(args) -> tuple[dict, int]:
 
 
 def _status(args) -> tuple[dict, int]:
-    from . import checks
+    from . import checks, facts, policy
     from .plan import make_plan
 
     layout = _layout(args)
     snapshot = _scan_locked(layout)
-    plan = make_plan(checks.analyse(snapshot))
+    plan = make_plan(facts.analyse(snapshot))
     found = snapshot.journal_record
     record = None if found is None else found.as_dict()
     doc = {
-        "format_version": 1,
+        "format_version": policy.FORMAT_VERSION,
         "command": "status",
         "node": str(layout.root),
         "state": plan.state,
@@ -342,6 +345,7 @@ def _status(args) -> tuple[dict, int]:
 
 
 def _rehearse(args) -> tuple[dict, int]:
+    from . import policy
     if args.node:
         tree, root = _read_node_tree(args.node)
         from . import rehearsal  # after the read: a refused node costs no import of the cycle
@@ -354,7 +358,7 @@ def _rehearse(args) -> tuple[dict, int]:
         reports = rehearsal.rehearse_samples(args.sample or list(sample_names()), crash=args.crash)
     ok = all(r.ok for r in reports)
     doc = {
-        "format_version": 1,
+        "format_version": policy.FORMAT_VERSION,
         "command": "rehearse",
         "ok": ok,
         "crash_points": sum(r.crash_points for r in reports),
@@ -433,14 +437,14 @@ def _read_public_cas(path: str | None) -> tuple[tuple, str]:
 
 
 def _assess(args) -> tuple[dict, int]:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    from . import checks
+    from . import facts
     from .assess import assess
     from .scan import Layout, scan
 
-    now = datetime.now(timezone.utc)
-    core, edge = (checks.analyse(scan(Layout.for_node(root), now=now)) for root in (args.core, args.edge))
+    now = datetime.now(UTC)
+    core, edge = (facts.analyse(scan(Layout.for_node(root), now=now)) for root in (args.core, args.edge))
     public_cas, source = _read_public_cas(args.public_ca)
     result = assess(core, edge, public_cas=public_cas, public_source=source, now=now, cutoff=args.cutoff)
     return result.as_dict(), EXIT_FAIL if result.failed else EXIT_OK
@@ -578,7 +582,12 @@ def _report_error(exc, args, code: int = EXIT_FAIL, *, cause: BaseException | No
         with contextlib.suppress(Exception):  # the line is out; a traceback that cannot be printed is no second error
             _print_stderr("".join(traceback.format_exception(cause)))
     if stdout_ok and getattr(args, "format", None) == "json":
-        doc = {"format_version": 1, "command": getattr(args, "command", None), "ok": False, "error": exc.as_dict()}
+        try:
+            from .policy import FORMAT_VERSION
+        except Exception:  # noqa: BLE001 - a broken install: the one line on stderr says so
+            return code
+        doc = {"format_version": FORMAT_VERSION, "command": getattr(args, "command", None), "ok": False}
+        doc["error"] = exc.as_dict()
         try:
             text = _render(doc, "json")
         except Exception:  # noqa: BLE001 - the report module itself is broken: the same JSON, without it

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import stat
 
@@ -165,8 +166,7 @@ def walk(held: Held, target: str) -> tuple[list[Step], Dir | None]:
             try:
                 d = held.add(open_child(parent, part))
             except OSError as exc:
-                fd = parent.fd
-                there = _what_is_there(exc, lambda: os.stat(part, dir_fd=fd, follow_symlinks=False))
+                there = _what_is_there(exc, functools.partial(os.stat, part, dir_fd=parent.fd, follow_symlinks=False))
                 steps.append((path, there[0], None, there[1]))
                 return steps, None
         steps.append((path, None, d, None))

@@ -7,6 +7,13 @@ package prints or exits.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .model import Finding
+
 
 class MigrateError(Exception):
     """Base of every error meant for a user: a stable kebab-case id and a hint."""
@@ -57,8 +64,16 @@ class BlockedError(MigrateError):
 
     id = "blocked"
 
-    def __init__(self, message: str, *, findings=(), **kw):
-        super().__init__(message, **kw)
+    def __init__(
+        self,
+        message: str,
+        *,
+        findings: Iterable[Finding] = (),
+        hint: str = "",
+        path: str | None = None,
+        id: str | None = None,
+    ):
+        super().__init__(message, hint=hint, path=path, id=id)
         self.findings = tuple(findings)
 
 

@@ -22,7 +22,8 @@ import ipaddress
 import pathlib
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import attrs
 from cryptography import x509
@@ -32,6 +33,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from . import policy
 from .tree import Entry, Tree, write_tree
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes as PrivateKey
 
 KEY_TYPES = ("rsa2048", "rsa4096", "ec256", "ec384", "ed25519", "dsa2048")
 KEY_FORMATS = ("pkcs8", "pkcs1", "sec1")
@@ -90,7 +94,7 @@ def _hash_for(key):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def _validity(not_before, not_after, default) -> tuple[datetime, datetime]:
@@ -100,6 +104,12 @@ def _validity(not_before, not_after, default) -> tuple[datetime, datetime]:
     if not_after <= not_before:
         raise ValueError(f"not_after ({not_after}) must be later than not_before ({not_before})")
     return not_before, not_after
+
+
+def _signing_key(key: PrivateKey | None) -> PrivateKey:
+    """The private key of a :class:`CA` or an :class:`Identity`."""
+    assert key is not None  # make_ca and issue, the only makers of either, always set it
+    return key
 
 
 def _pem(cert: x509.Certificate) -> bytes:
@@ -119,7 +129,7 @@ class CA:
     cert_pem: bytes = attrs.field(repr=False)
     key_type: str = "ec256"
     public: bool = False
-    _key: object = attrs.field(default=None, repr=False, eq=False, alias="key")
+    _key: PrivateKey | None = attrs.field(default=None, repr=False, eq=False, alias="key")
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -134,7 +144,7 @@ class Identity:
     cert_pem: bytes = attrs.field(repr=False)
     ca: CA
     key_type: str = "ec256"
-    _key: object = attrs.field(default=None, repr=False, eq=False, alias="key")
+    _key: PrivateKey | None = attrs.field(default=None, repr=False, eq=False, alias="key")
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -164,7 +174,7 @@ class Identity:
         else:
             raise ValueError(f"unknown key format {format!r}; expected one of {', '.join(KEY_FORMATS)}")
         encryption = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
-        return self._key.private_bytes(serialization.Encoding.PEM, private_format, encryption)
+        return _signing_key(self._key).private_bytes(serialization.Encoding.PEM, private_format, encryption)
 
     def bundle_pem(self, format: str = "pkcs8") -> bytes:
         """The private key, then the leaf certificate: the shape of ``server-ssh.pem``."""
@@ -254,6 +264,7 @@ def issue(
     holds ``cn`` and then ``san`` (IP addresses as IP entries, the rest DNS).
     Valid from 30 days ago for 365 days unless told.
     """
+    ca_key = _signing_key(ca._key)
     key = _key(key_type, "leaf")
     not_before, not_after = _validity(not_before, not_after, LEAF_VALIDITY)
     names = list(dict.fromkeys([cn, *san]))
@@ -283,11 +294,11 @@ def issue(
         )
         .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca._key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
     )
     if eku is not None:
         builder = builder.add_extension(x509.ExtendedKeyUsage(_eku_oids(eku)), critical=False)
-    cert = builder.sign(ca._key, _hash_for(ca._key))
+    cert = builder.sign(ca_key, _hash_for(ca_key))
     return Identity(cn=cn, cert_pem=_pem(cert), ca=ca, key_type=key_type, key=key)
 
 
@@ -311,7 +322,8 @@ def make_crl(
         builder = builder.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(last_update).build()
         )
-    return builder.sign(ca._key, _hash_for(ca._key)).public_bytes(serialization.Encoding.PEM)
+    ca_key = _signing_key(ca._key)
+    return builder.sign(ca_key, _hash_for(ca_key)).public_bytes(serialization.Encoding.PEM)
 
 
 # --- Nodes --------------------------------------------------------------------
@@ -325,9 +337,7 @@ DEFAULT_UIDS = {"root": 0, "_nobody": 65534, "_pfwd": 1001}
 _DIRS = (
     ("persistent", 0o755, "root"),
     (policy.CERT_DIR, 0o755, "root"),
-    (f"{policy.CERT_DIR}/generated_csr", 0o755, "_nobody"),
-    (f"{policy.CERT_DIR}/saml", 0o755, "root"),
-    (f"{policy.CERT_DIR}/multidomaincerts", 0o700, "root"),
+    *((f"{policy.CERT_DIR}/{other.name}", other.mode, other.owner) for other in policy.OTHER_FILE_RULES if other.kind == "dir"),
 )
 CONFIG_MODE, CONFIG_OWNER = 0o644, "root"
 
@@ -462,6 +472,7 @@ def config_text(spec: NodeSpec, cn: str) -> bytes:
 
 def _csr_pem(identity: Identity) -> bytes:
     """A pending CSR for the node's name, signed with the server key (a renewal in progress)."""
+    key = _signing_key(identity._key)
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.cn)]))
@@ -470,7 +481,7 @@ def _csr_pem(identity: Identity) -> bytes:
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
             critical=False,
         )
-        .sign(identity._key, _hash_for(identity._key))
+        .sign(key, _hash_for(key))
     )
     return csr.public_bytes(serialization.Encoding.PEM)
 
@@ -522,8 +533,8 @@ def node_tree(spec: NodeSpec = NodeSpec()) -> Tree:
     if spec.ssh == "same":
         contents["server-ssh.pem"] = identity.bundle_pem(spec.key_format)
     elif spec.ssh == "other":
-        other = issue(identity.ca, identity.cn, key_type=identity.key_type)
-        contents["server-ssh.pem"] = other.bundle_pem(spec.key_format)
+        other_identity = issue(identity.ca, identity.cn, key_type=identity.key_type)
+        contents["server-ssh.pem"] = other_identity.bundle_pem(spec.key_format)
     if spec.client == "migrated":
         for rule in policy.CLIENT_FILES:
             if rule.counterpart in contents:
@@ -531,12 +542,17 @@ def node_tree(spec: NodeSpec = NodeSpec()) -> Tree:
     for rule in policy.FILES:
         if rule.name in contents:
             add(f"{certs}/{rule.name}", rule.mode, rule.owner, contents[rule.name])
-    add(f"{certs}/client-ca.crl", 0o644, "_nobody", crl)
-    add(f"{certs}/policy-services.crl", 0o644, "_nobody", crl)
-    add(f"{certs}/mtls_ca.pem", 0o644, "_nobody", identity.ca.cert_pem)
-    add(f"{certs}/client-ca.crl.default", 0o644, "root", crl)
-    add(f"{certs}/policy-services.crl.default", 0o644, "root", crl)
-    add(f"{certs}/crl-update.conf", 0o755, "root", _CRL_UPDATE_CONF)
+    other = {
+        "client-ca.crl": crl,
+        "policy-services.crl": crl,
+        "mtls_ca.pem": identity.ca.cert_pem,
+        "client-ca.crl.default": crl,
+        "policy-services.crl.default": crl,
+        "crl-update.conf": _CRL_UPDATE_CONF,
+    }
+    for other_rule in policy.OTHER_FILE_RULES:  # the directories are laid out above, with the rest of the tree
+        if other_rule.kind == "file":
+            add(f"{certs}/{other_rule.name}", other_rule.mode, other_rule.owner, other[other_rule.name])
     add(f"{certs}/generated_csr/csr.pem", 0o644, "_nobody", _csr_pem(identity))
     add(f"{certs}/saml/sp_metadata.xml", 0o644, "root", _saml_metadata(identity.cn))
     add(f"{certs}/multidomaincerts/domains.conf", 0o600, "root", _MULTIDOMAIN_INDEX)

@@ -24,12 +24,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 
 from . import policy
 from .checks import BLOCKER, INFO, SEVERITIES, WARNING, Finding
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = policy.FORMAT_VERSION  # one version for every document
 CHUNKSIZE = 8  # nodes per task sent to a worker process
 _IN_FLIGHT_PER_JOB = 4  # tasks queued per worker: enough to keep it busy, few enough to stay flat
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
@@ -131,12 +131,12 @@ def node_result(rel: str, findings: Iterable[dict]) -> dict:
 
 def precheck_node(fleet: str, rel: str, *, warn_days: int = policy.EXPIRY_WARNING_DAYS) -> dict:
     """Precheck the node at ``fleet/rel``; a :class:`MigrateError` becomes its blocker, not a crash."""
-    from . import checks
+    from . import checks, facts
     from .errors import MigrateError
     from .scan import Layout, scan
 
     try:
-        findings = checks.precheck(checks.analyse(scan(Layout.for_node(os.path.join(fleet, rel)))), warn_days=warn_days)
+        findings = checks.precheck(facts.analyse(scan(Layout.for_node(os.path.join(fleet, rel)))), warn_days=warn_days)
     except MigrateError as exc:
         error = Finding(exc.id, BLOCKER, exc.path, exc.message, exc.hint)
         return node_result(rel, [error.as_dict()])
@@ -230,7 +230,7 @@ def _context():
     if "forkserver" not in methods:
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["migrate.checks", "migrate.certs"])
+    context.set_forkserver_preload(["migrate.checks", "migrate.facts"])
     return context
 
 
@@ -241,7 +241,7 @@ def run(
     jobs: int = 1,
     warn_days: int = policy.EXPIRY_WARNING_DAYS,
     chunksize: int = CHUNKSIZE,
-) -> Iterator[dict]:
+) -> Generator[dict, None, None]:
     """Precheck every node under ``fleet``, yielding each node's result as it finishes.
 
     The walk's findings are appended to ``walk_findings`` as they are met.

@@ -20,6 +20,7 @@ pyfakefs fakes none of ``os.fchown``/``os.lchown``: they are never used here
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -65,7 +66,7 @@ def _stage(d: Dir, name: str, data: bytes, mode: int, uid: int | None, gid: int 
     temp = new_staging_name(name)
     fd = os.open(temp, _CREATE, mode & 0o700, dir_fd=d.fd)  # owner bits only until the owner is right
     try:
-        acl.clear_acls(fd)  # a default ACL of the directory is inherited: no entry may outlive the chmod
+        clear_acls(fd)  # a default ACL of the directory is inherited: no entry may outlive the chmod
         if uid is not None:
             os.chown(fd, uid, gid if gid is not None else -1)
         os.chmod(fd, mode)
@@ -141,7 +142,7 @@ def make_dir(parent: Dir, name: str, mode: int = 0o700) -> bool:
     try:
         d = open_child(parent, name)
         try:
-            acl.clear_acls(d.fd, directory=True)  # inherited from the parent's default ACL: ours is private
+            clear_acls(d.fd, directory=True)  # inherited from the parent's default ACL: ours is private
             os.chmod(d.fd, mode)
         finally:
             os.close(d.fd)
@@ -198,7 +199,21 @@ def lexists(d: Dir, name: str) -> bool:
 
 
 def _unlink_quietly(d: Dir, name: str) -> None:
-    try:
+    with contextlib.suppress(OSError):  # cleaning up after an error that is reported anyway
         os.unlink(name, dir_fd=d.fd)
-    except OSError:
-        pass
+
+
+def clear_acls(fd: int, *, directory: bool = False) -> None:
+    """Remove the access ACL of the open file ``fd`` (and, for a ``directory``, its default ACL).
+
+    Call it on a file the moment it is created, before its ``chmod``: an ACL
+    inherited from the directory's default ACL then never grants anything.
+    Missing ACLs and file systems without them are not errors; any other
+    ``OSError`` is raised.
+    """
+    for name in (acl.ACCESS, acl.DEFAULT) if directory else (acl.ACCESS,):
+        try:
+            os.removexattr(fd, name)
+        except OSError as exc:
+            if exc.errno not in acl.NO_ACL:
+                raise

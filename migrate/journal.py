@@ -19,7 +19,7 @@ import fcntl  # at module level, so that pyfakefs patches it in rehearsals
 import os
 import stat
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from . import dirs, fsops, logs, policy, record
 from .dirs import Dir, Held
@@ -47,7 +47,7 @@ def new(snapshot: Snapshot, fingerprint: str, config_after: str | None) -> recor
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def finished(journal: record.Journal) -> record.Journal:

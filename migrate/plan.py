@@ -8,6 +8,7 @@ knows the action that undoes it (Alembic's ``reverse()``).
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -26,7 +27,10 @@ from .actions import (  # noqa: F401 - re-exported: the plan's vocabulary
 from .checks import Analysis, Finding
 from .errors import PlanError
 
-FORMAT_VERSION = 1
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+FORMAT_VERSION = policy.FORMAT_VERSION  # one version for every document
 
 
 @attrs.frozen
@@ -38,17 +42,17 @@ class Plan:
     state: str
     migrated_by_tool: bool
     findings: tuple[Finding, ...]
-    actions: tuple = ()
+    actions: tuple[Action, ...] = ()
 
     @property
     def ready(self) -> bool:
         return not checks.blockers(self.findings)
 
     @property
-    def config_actions(self) -> tuple:
+    def config_actions(self) -> tuple[RetireSetting | AddSetting, ...]:
         return tuple(a for a in self.actions if isinstance(a, CONFIG_ACTIONS))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {
             "format_version": FORMAT_VERSION,
             "command": "plan",
@@ -67,7 +71,7 @@ def make_plan(analysis: Analysis, *, warn_days: int = policy.EXPIRY_WARNING_DAYS
     snap = analysis.snapshot
     findings = checks.precheck(analysis, warn_days=warn_days)
     state, by_tool = checks.node_state(analysis)
-    actions: tuple = ()
+    actions: tuple[Action, ...] = ()
     if not checks.blockers(findings):
         actions = tuple(_temp_actions(analysis) + _file_actions(analysis) + _config_actions(analysis))
         found = snap.journal_record
@@ -83,18 +87,22 @@ def make_plan(analysis: Analysis, *, warn_days: int = policy.EXPIRY_WARNING_DAYS
     )
 
 
-def _temp_actions(analysis: Analysis) -> list:
+def _temp_actions(analysis: Analysis) -> list[Action]:
     # Without a journal a staging file is a blocker (stale-temp-file); with one it is ours.
     return [RemoveTemp(path=temp.path) for temp in analysis.snapshot.temps]
 
 
-def _file_actions(analysis: Analysis) -> list:
+def _file_actions(analysis: Analysis) -> list[Action]:
     snap = analysis.snapshot
-    out = []
+    out: list[Action] = []
     for rule in policy.CLIENT_FILES:
+        assert rule.counterpart is not None  # every client file has one (policy.FILES)
         source, target = snap.files[rule.counterpart], snap.files[rule.name]
         if source.data is None or target.exists:
             continue  # absent counterpart: nothing to copy; present target: checked by precheck
+        sha256 = source.sha256
+        # A file the scan read whole was stat'ed first (scan.read_capped): its mode and owner are known.
+        assert source.mode is not None and source.uid is not None and source.gid is not None and sha256 is not None
         out.append(
             CreateFile(
                 path=target.path,
@@ -102,17 +110,17 @@ def _file_actions(analysis: Analysis) -> list:
                 mode=policy.client_mode(rule, source.mode),
                 uid=source.uid,
                 gid=source.gid,
-                sha256=source.sha256,
+                sha256=sha256,
             )
         )
     return out
 
 
-def _config_actions(analysis: Analysis) -> list:
+def _config_actions(analysis: Analysis) -> list[Action]:
     snap = analysis.snapshot
     if snap.config.data is None:
         return []
-    out: list = [
+    out: list[Action] = [
         RetireSetting(path=snap.config.path, setting=s.name, old_value=_shown(s.value), line=s.line_no)
         for s in analysis.setting(policy.RETIRED_SETTING)
     ]
@@ -128,14 +136,14 @@ def _shown(value: str) -> str:
     return value[: policy.MAX_SHOWN_VALUE] + "\u2026"
 
 
-def edited_config(data: bytes, actions) -> bytes:
+def edited_config(data: bytes, actions: Iterable[Action]) -> bytes:
     """The configuration bytes after the plan's configuration actions."""
     remove = [a.line for a in actions if isinstance(a, RetireSetting)]
     append = [xconfig.setting_line(a.setting, a.value) for a in actions if isinstance(a, AddSetting)]
     return xconfig.edit(data, remove_lines=remove, append=append)
 
 
-def load_saved_plan(data: bytes, source: str) -> dict:
+def load_saved_plan(data: bytes, source: str) -> dict[str, Any]:
     """A plan file written by ``plan --out``: its JSON, checked for shape."""
     try:
         saved = json.loads(data)
@@ -152,7 +160,7 @@ def load_saved_plan(data: bytes, source: str) -> dict:
     return saved
 
 
-def check_saved_plan(saved: dict, current: Plan) -> None:
+def check_saved_plan(saved: Mapping[str, object], current: Plan) -> None:
     """Refuse a saved plan unless the node is exactly as it was when the plan was made."""
     if saved["fingerprint"] != current.fingerprint:
         raise PlanError(

@@ -7,13 +7,35 @@ shows in screenshots are marked *inferred*.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
+# The version of every JSON document a command prints (API.md); the journal has its own
+# (migrate.record.FORMAT_VERSION), and so does the samples' manifest.
+FORMAT_VERSION = 1
 
 # --- Extended Key Usage -----------------------------------------------------
 
 SERVER_AUTH = "1.3.6.1.5.5.7.3.1"
 CLIENT_AUTH = "1.3.6.1.5.5.7.3.2"
 EKU_NAMES = {SERVER_AUTH: "serverAuth", CLIENT_AUTH: "clientAuth"}
+# anyExtendedKeyUsage (RFC 5280 4.2.1.12): allows every purpose.
+ANY_EKU = "2.5.29.37.0"
+
+
+def eku_allows(eku: Collection[str] | None, oid: str) -> bool:
+    """Whether an EKU set (None: no EKU extension, which RFC 5280 leaves unrestricted) allows ``oid``."""
+    return eku is None or oid in eku or ANY_EKU in eku
+
+# The keys Expressway uses: RSA of 2048 bits or more, or ECDSA on P-256/384/521.
+SUPPORTED_KEY_ALGORITHMS = frozenset({"rsa", "ec"})
+MIN_RSA_BITS = 2048
+SUPPORTED_EC_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
+EKU_NAMES_ALL = {**EKU_NAMES, ANY_EKU: "anyExtendedKeyUsage"}
 
 # What to check when root itself is refused (EACCES/EPERM as root): shown by precheck and by apply.
 ROOT_REFUSED_HINT = "root was refused: check SELinux or AppArmor, immutable attributes (lsattr), NFS root squashing"
@@ -151,18 +173,36 @@ FILES: tuple[FileRule, ...] = (
 RULES = {rule.name: rule for rule in FILES}
 CLIENT_FILES: tuple[FileRule, ...] = tuple(rule for rule in FILES if rule.store == "client")
 
-# Files of the store the migration neither reads nor writes, for the record.
-OTHER_FILES = (
-    "client-ca.crl",
-    "policy-services.crl",
-    "mtls_ca.pem",
-    "client-ca.crl.default",
-    "policy-services.crl.default",
-    "crl-update.conf",
-    "generated_csr",
-    "saml",
-    "multidomaincerts",
+
+def store_files(store: str) -> tuple[str, str, str]:
+    """The certificate, key and SSH bundle of an identity store (``server`` or ``client``), by name."""
+    named = {rule.kind: rule.name for rule in FILES if rule.store == store}
+    return named["cert"], named["key"], named["bundle"]
+
+@attrs.frozen
+class OtherFile:
+    """A file or directory of the store that the migration neither reads nor writes (DOMAIN.md's table)."""
+
+    name: str
+    kind: str  # "file" or "dir"
+    mode: int
+    owner: str
+
+
+# The rest of the store, with the technote's modes and owners: a sample node or a test fixture
+# lays them out from here.
+OTHER_FILE_RULES: tuple[OtherFile, ...] = (
+    OtherFile("client-ca.crl", "file", 0o644, "_nobody"),
+    OtherFile("policy-services.crl", "file", 0o644, "_nobody"),
+    OtherFile("mtls_ca.pem", "file", 0o644, "_nobody"),
+    OtherFile("client-ca.crl.default", "file", 0o644, "root"),
+    OtherFile("policy-services.crl.default", "file", 0o755, "root"),
+    OtherFile("crl-update.conf", "file", 0o644, "root"),
+    OtherFile("generated_csr", "dir", 0o755, "_nobody"),
+    OtherFile("saml", "dir", 0o755, "root"),
+    OtherFile("multidomaincerts", "dir", 0o700, "root"),
 )
+OTHER_FILES = tuple(other.name for other in OTHER_FILE_RULES)
 
 # --- Configuration ----------------------------------------------------------
 

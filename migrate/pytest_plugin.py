@@ -25,6 +25,7 @@ Every fixture works in pyfakefs's ``fs``, as root there (so ``migrate.apply`` an
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC
 
 import pytest
 
@@ -137,7 +138,7 @@ def _make_node(
     - ``modes`` / ``owners``: per file, a mode or a ``(uid, gid)``; a bare name
       is in ``persistent/certs/``, a path with ``/`` is relative to the root.
     """
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     import attrs
 
@@ -150,7 +151,7 @@ def _make_node(
         ca = _ca(issuer)
     else:
         raise ValueError(f"issuer must be one of {', '.join(ISSUERS)} or a migrate.factory.CA, not {issuer!r}")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     not_after = now + timedelta(days=expires_in_days)
     not_before = min(now - timedelta(days=30), not_after - timedelta(days=1))
     identity = issue(

@@ -26,11 +26,21 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from . import policy
 from .actions import CONFIG_ACTIONS, AddSetting, CreateFile, RemoveFile, RestoreConfig, RetireSetting
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import TypeGuard
+
+    from .model import Layout
+
+# A JSON object as ``json.loads`` returns it: its values are checked one by one before they are used.
+JsonObject = dict[str, Any]
 
 FORMAT_VERSION = 2
 MAX_VALUE = policy.MAX_SHOWN_VALUE + 1  # a retired setting's old value as the plan shows it: cut, with an ellipsis
@@ -46,7 +56,7 @@ class Entry:
     action: Recorded
     done: bool = False
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, object]:
         return {**self.action.as_dict(), "done": self.done}
 
 
@@ -57,7 +67,7 @@ class ConfigRecord:
     sha256_before: str
     sha256_after: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str]:
         return {"sha256_before": self.sha256_before, "sha256_after": self.sha256_after}
 
 
@@ -77,8 +87,8 @@ class Journal:
     def applied(self) -> bool:
         return self.state == APPLIED
 
-    def as_dict(self) -> dict:
-        doc: dict = {
+    def as_dict(self) -> dict[str, object]:
+        doc: dict[str, object] = {
             "format_version": FORMAT_VERSION,
             "tool": self.tool,
             "state": self.state,
@@ -97,13 +107,13 @@ class Journal:
             raise ValueError(f"a journal of {len(data)} bytes is over the limit of {policy.MAX_JOURNAL_BYTES}")
         return data
 
-    def with_entries(self, actions) -> Journal:
+    def with_entries(self, actions: Iterable[Recorded]) -> Journal:
         """This journal with ``actions`` added as entries not done, except those it holds already."""
         known = {e.action for e in self.entries}
         new = tuple(Entry(a) for a in actions if a not in known)
         return attrs.evolve(self, entries=self.entries + new)
 
-    def mark_done(self, actions) -> Journal:
+    def mark_done(self, actions: Iterable[Recorded]) -> Journal:
         done = set(actions)
         return attrs.evolve(
             self, entries=tuple(Entry(e.action, True) if e.action in done else e for e in self.entries)
@@ -120,7 +130,7 @@ class Journal:
         bytes it expects (``RemoveFile.sha256``, the configuration's
         ``sha256_after``), so reversing an entry that never ran does nothing.
         """
-        out: list = []
+        out: list[RemoveFile | RestoreConfig] = []
         for entry in reversed(self.entries):
             reverse = entry.action.reverse()
             if reverse not in out:
@@ -132,16 +142,16 @@ class Invalid(ValueError):
     """The journal cannot be trusted; the message says why (never quoting a path it names)."""
 
 
-def managed_paths(layout) -> dict[str, str]:
+def managed_paths(layout: Layout) -> dict[str, str]:
     """The client files' display paths, each mapped to its counterpart's: all a journal may create."""
-    out = {}
+    out: dict[str, str] = {}
     for rule in policy.CLIENT_FILES:
         assert rule.counterpart is not None
         out[layout.rel(layout.cert(rule.name))] = layout.rel(layout.cert(rule.counterpart))
     return out
 
 
-def load(data: bytes | None, layout) -> Journal:
+def load(data: bytes | None, layout: Layout) -> Journal:
     """The journal in ``data``, validated against ``layout``; :class:`Invalid` with the reason otherwise."""
     if data is None:
         raise Invalid("it cannot be read")
@@ -191,7 +201,7 @@ def load(data: bytes | None, layout) -> Journal:
     )
 
 
-def _from_version_1(doc: dict, layout) -> dict:
+def _from_version_1(doc: JsonObject, layout: Layout) -> JsonObject:
     """A journal of format 1 (expressway-migrate 0.1.0) in the form of format 2, so that it can still be rolled back.
 
     Format 1 also kept the configuration's path, mode and owner (ignored now:
@@ -207,7 +217,7 @@ def _from_version_1(doc: dict, layout) -> dict:
         out["config"] = {k: config.get(k) for k in ("sha256_before", "sha256_after")}
     actions = doc.get("actions")
     if isinstance(actions, list):
-        kept: list = []
+        kept: list[object] = []
         for item in actions:
             if not isinstance(item, dict):
                 kept.append(item)  # refused by the checks of format 2
@@ -226,7 +236,7 @@ def _from_version_1(doc: dict, layout) -> dict:
     return out
 
 
-def _fields(doc, what: str, *, required: set[str], optional: frozenset[str] | set[str] = frozenset()) -> None:
+def _fields(doc: object, what: str, *, required: set[str], optional: frozenset[str] | set[str] = frozenset()) -> None:
     if not isinstance(doc, dict):
         raise Invalid(f"{what} is not an object")
     keys = set(doc)
@@ -241,14 +251,14 @@ def _shown(text: str) -> str:
     return repr(text[:32])
 
 
-def _text(doc: dict, key: str, limit: int) -> str:
+def _text(doc: JsonObject, key: str, limit: int) -> str:
     value = doc[key]
     if not isinstance(value, str) or len(value) > limit:
         raise Invalid(f"its {key} is not a short text")
     return value
 
 
-def _timestamp(doc: dict, key: str) -> str:
+def _timestamp(doc: JsonObject, key: str) -> str:
     value = _text(doc, key, 40)
     try:
         datetime.fromisoformat(value)
@@ -257,24 +267,25 @@ def _timestamp(doc: dict, key: str) -> str:
     return value
 
 
-def _is_digest(text) -> bool:
+def _is_digest(text: object) -> TypeGuard[str]:
     return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
-def _digest(doc: dict, key: str) -> str:
-    if not _is_digest(doc[key]):
+def _digest(doc: JsonObject, key: str) -> str:
+    value = doc[key]
+    if not _is_digest(value):
         raise Invalid(f"its {key} is not a sha256 digest")
-    return doc[key]
+    return value
 
 
-def _int(doc: dict, key: str, low: int, high: int) -> int:
+def _int(doc: JsonObject, key: str, low: int, high: int) -> int:
     value = doc[key]
     if type(value) is not int or not low <= value <= high:
         raise Invalid(f"an action's {key} is not a whole number from {low} to {high}")
     return value
 
 
-def _entry(item, layout) -> Entry:
+def _entry(item: object, layout: Layout) -> Entry:
     if not isinstance(item, dict) or not isinstance(item.get("action"), str):
         raise Invalid("an action is not an object with an action name")
     kind = item["action"]

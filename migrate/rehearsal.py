@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterator
 
 import attrs
 
-from . import checks
+from . import checks, facts, policy
 from .errors import MigrateError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = policy.FORMAT_VERSION  # one version for every document
 
 
 @attrs.frozen
@@ -209,7 +209,7 @@ def _rehearse(root: str, crash: bool) -> Rehearsal:
         steps.append(Step(name, ok, detail))
         return ok
 
-    analysis = checks.analyse(scan(layout))
+    analysis = facts.analyse(scan(layout))
     plan = make_plan(analysis)
     found = checks.blockers(plan.findings)
     warnings = [f for f in plan.findings if f.severity == checks.WARNING]
@@ -226,9 +226,9 @@ def _rehearse(root: str, crash: bool) -> Rehearsal:
     try:
         outcome = writer.apply(layout)
         step("apply", outcome.ok and outcome.result == "migrated", f"result {outcome.result}")
-        problems = checks.verify(checks.analyse(scan(layout)))
+        problems = checks.verify(facts.analyse(scan(layout)))
         step("verify", not problems, "X15.5 invariants hold" if not problems else ", ".join(p.id for p in problems))
-        again = make_plan(checks.analyse(scan(layout)))
+        again = make_plan(facts.analyse(scan(layout)))
         step("re-plan", not again.actions, f"{len(again.actions)} action(s) left")
         migrated = read_tree(root)
         outcome = writer.apply(layout)

@@ -10,19 +10,34 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
-import json
 import os
 import stat
-from collections.abc import Mapping
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import attrs
 
-from . import dirs, policy
-from .acl import Acl, read_acl
+from . import acl, dirs, policy
+from .acl import Acl
 from .errors import NodeError
+from .model import FileState, Layout, Snapshot
+from .model import rel_path as _rel
+
+__all__ = ["FileState", "Layout", "Snapshot", "file_kind", "hold", "read_capped", "scan"]
+
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    class _Stat(TypedDict, total=False):
+        """The fields of a :class:`FileState` that an ``lstat`` gives."""
+
+        mode: int
+        uid: int
+        gid: int
+        nlink: int
+        size: int
+        inode: tuple[int, int]
+
 
 _KINDS = (
     (stat.S_ISREG, "file"),
@@ -43,109 +58,6 @@ def file_kind(st_mode: int) -> str:
     return "other"
 
 
-@attrs.frozen
-class Layout:
-    """Where a node keeps what the migration reads and writes."""
-
-    root: Path
-    cert_dir: Path
-    config: Path
-
-    @classmethod
-    def for_node(cls, root: str | os.PathLike, *, cert_dir=None, config=None) -> Layout:
-        """The layout of the node at ``root``; ``cert_dir``/``config`` override the defaults."""
-        root = Path(os.path.abspath(root))
-        cert_dir = Path(os.path.abspath(cert_dir)) if cert_dir else root / policy.CERT_DIR
-        config = Path(os.path.abspath(config)) if config else root / policy.CONFIG_FILE
-        return cls(root=root, cert_dir=cert_dir, config=config)
-
-    @property
-    def state_dir(self) -> Path:
-        return self.root / policy.STATE_DIR
-
-    @property
-    def journal(self) -> Path:
-        return self.state_dir / policy.JOURNAL_NAME
-
-    @property
-    def config_backup(self) -> Path:
-        return self.state_dir / policy.CONFIG_BACKUP_NAME
-
-    @property
-    def lock(self) -> Path:
-        return self.state_dir / policy.LOCK_NAME
-
-    def cert(self, name: str) -> Path:
-        return self.cert_dir / name
-
-    def rel(self, path: str | os.PathLike) -> str:
-        """``path`` relative to the node root when inside it, else as given (both absolute and normalised)."""
-        return _rel(os.fspath(self.root), os.fspath(path))
-
-    def resolve(self, rel: str) -> Path:
-        """The inverse of :meth:`rel`."""
-        path = Path(rel)
-        return path if path.is_absolute() else self.root / path
-
-
-def _rel(root: str, path: str) -> str:
-    # String work, not pathlib: the scan asks this for every file of every node of a fleet.
-    if path == root:
-        return "."
-    prefix = root if root.endswith("/") else root + "/"
-    return path.removeprefix(prefix)
-
-
-@attrs.frozen
-class FileState:
-    """What one path held when it was scanned.
-
-    ``kind`` is ``missing``, ``file``, ``dir``, ``symlink``, ``fifo``,
-    ``socket``, ``device``, ``other``, ``unreadable`` or ``too-large``.  Only a
-    regular file within the size cap has ``data``; it is never shown in a repr.
-    """
-
-    path: str
-    kind: str
-    mode: int | None = None
-    uid: int | None = None
-    gid: int | None = None
-    nlink: int = 0
-    size: int = 0
-    data: bytes | None = attrs.field(default=None, repr=False)
-    error: str | None = None
-    # Links that are this file's own staging name: a run killed between publishing it and removing that name.
-    staged_links: int = 0
-    inode: tuple[int, int] | None = attrs.field(default=None, eq=False, repr=False)  # (st_dev, st_ino)
-    acl: Acl | None = None  # the access ACL, read for the secret files only (None: they have none)
-
-    @property
-    def sha256(self) -> str | None:
-        return hashlib.sha256(self.data).hexdigest() if self.data is not None else None
-
-    @property
-    def exists(self) -> bool:
-        return self.kind != "missing"
-
-    @property
-    def readable(self) -> bool:
-        return self.data is not None
-
-    def identity(self) -> dict:
-        """The parts of the state that matter to a plan: for the fingerprint."""
-        return {
-            "path": self.path,
-            "kind": self.kind,
-            "mode": self.mode,
-            "uid": self.uid,
-            "gid": self.gid,
-            "nlink": self.nlink if self.kind == "file" else None,  # a directory's grows with its subdirectories
-            "sha256": self.sha256,
-            # Only when there is one: a node without ACLs keeps the fingerprint it had before ACLs were read.
-            **({"acl": self.acl.identity()} if self.acl is not None else {}),
-        }
-
-
 def read_capped(path: str | os.PathLike, cap: int, display: str, *, dir_fd: int | None = None) -> FileState:
     """Read one file without following a symlink, opening a FIFO, or reading past ``cap``.
 
@@ -159,14 +71,14 @@ def read_capped(path: str | os.PathLike, cap: int, display: str, *, dir_fd: int 
         return FileState(display, "missing", error="a parent is not a directory")
     except OSError as exc:
         return FileState(display, "unreadable", error=os.strerror(exc.errno or errno.EIO))
-    common = dict(
-        mode=stat.S_IMODE(st.st_mode),
-        uid=st.st_uid,
-        gid=st.st_gid,
-        nlink=st.st_nlink,
-        size=st.st_size,
-        inode=(st.st_dev, st.st_ino),
-    )
+    common: _Stat = {
+        "mode": stat.S_IMODE(st.st_mode),
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+        "nlink": st.st_nlink,
+        "size": st.st_size,
+        "inode": (st.st_dev, st.st_ino),
+    }
     kind = file_kind(st.st_mode)
     if kind != "file":
         return FileState(display, kind, **common)
@@ -220,75 +132,6 @@ def _lstat_state(path: str, display: str, *, dir_fd: int | None = None) -> FileS
     )
 
 
-@attrs.frozen
-class Snapshot:
-    """Everything the migration read from a node, at one moment."""
-
-    layout: Layout
-    files: Mapping[str, FileState]  # by policy file name
-    config: FileState
-    dirs: tuple[FileState, ...]  # the directories on the way to the managed files
-    state_dir: FileState  # the tool's own directory; taking the lock creates it, so no part of the fingerprint
-    temps: tuple[FileState, ...]  # staging files left by an interrupted run
-    journal: FileState
-    config_backup: FileState
-    euid: int
-    now: datetime
-    # The default ACLs of the directories keys and the tool's state are created in, by display path; only those set.
-    default_acls: Mapping[str, Acl] = attrs.field(factory=dict)
-    root_dir: FileState | None = None  # the node root itself, as it was opened
-
-    @property
-    def journal_problem(self) -> str | None:
-        """Why the journal (with the configuration copy beside it) cannot be trusted; None when it can or is absent."""
-        from . import record
-
-        j = self.journal
-        if not j.exists:
-            return None
-        if j.kind == "too-large":
-            return f"it is over {policy.MAX_JOURNAL_BYTES} bytes, larger than any journal this tool writes"
-        if j.kind == "unreadable":
-            return f"it cannot be read ({j.error})"
-        problem = policy.state_file_problem(j.kind, j.mode, j.uid, self.euid)
-        if problem is None and self.config_backup.exists:
-            backup = self.config_backup
-            found = policy.state_file_problem(backup.kind, backup.mode, backup.uid, self.euid)
-            problem = None if found is None else f"the configuration copy beside it: {found}"
-        if problem is not None:
-            return problem
-        try:
-            record.load(j.data, self.layout)
-        except record.Invalid as exc:
-            return str(exc)
-        return None
-
-    @property
-    def journal_record(self):
-        """The journal as a validated :class:`migrate.record.Journal`; None when absent or not to be trusted."""
-        from . import record
-
-        if not self.journal.exists or self.journal_problem is not None:
-            return None
-        return record.load(self.journal.data, self.layout)
-
-    @property
-    def fingerprint(self) -> str:
-        """A digest of everything a plan depends on: bytes, kinds, modes, owners."""
-        parts = {
-            "files": [self.files[name].identity() for name in sorted(self.files)],
-            "config": self.config.identity(),
-            "dirs": [d.identity() for d in self.dirs],
-            "temps": [t.identity() for t in self.temps],
-            "journal": self.journal.identity(),
-            "config_backup": self.config_backup.identity(),
-        }
-        if self.default_acls:  # only when there are some, as for a file's ACL
-            parts["default_acls"] = {path: acl.identity() for path, acl in sorted(self.default_acls.items())}
-        blob = json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()
-        return "sha256:" + hashlib.sha256(blob).hexdigest()
-
-
 def scan(layout: Layout, *, now: datetime | None = None, held: dirs.Held | None = None) -> Snapshot:
     """Read the node described by ``layout``; raise :class:`NodeError` if there is no node.
 
@@ -338,10 +181,16 @@ def _dir_state(
     if st is None:
         return FileState(display, "missing")
     kind = file_kind(st.st_mode)
-    common = dict(mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid, nlink=st.st_nlink)
+    common: _Stat = {
+        "mode": stat.S_IMODE(st.st_mode),
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+        "nlink": st.st_nlink,
+        "inode": (st.st_dev, st.st_ino),
+    }
     if kind == "dir":  # a directory that could not be opened (permissions)
-        return FileState(display, "unreadable", error="it cannot be opened", inode=(st.st_dev, st.st_ino), **common)
-    return FileState(display, kind, inode=(st.st_dev, st.st_ino), **common)
+        return FileState(display, "unreadable", error="it cannot be opened", **common)
+    return FileState(display, kind, **common)
 
 
 def _scan(layout: Layout, held: dirs.Held, now: datetime | None) -> Snapshot:
@@ -415,7 +264,7 @@ def _scan(layout: Layout, held: dirs.Held, now: datetime | None) -> Snapshot:
         journal=journal,
         config_backup=config_backup,
         euid=os.geteuid(),
-        now=now or datetime.now(timezone.utc),
+        now=now or datetime.now(UTC),
         default_acls=_default_acls(root, cert, cfg_dir),
         root_dir=FileState(".", "dir", mode=r.mode, uid=r.uid, gid=r.gid, nlink=r.nlink, inode=r.dev_ino),
     )
@@ -447,8 +296,10 @@ def _default_acls(root: str, *held: dirs.Dir | None) -> dict[str, Acl]:
     """The default ACLs of the held certificate directory and configuration directory (the state directory's parent)."""
     out: dict[str, Acl] = {}
     for d in held:
-        display = _rel(root, d.path) if d is not None else None
-        if d is not None and display not in out:
+        if d is None:
+            continue
+        display = _rel(root, d.path)
+        if display not in out:
             found = _acl_of(d.fd, default=True)
             if found is not None:
                 out[display] = found
@@ -486,3 +337,51 @@ def hold(layout: Layout) -> dirs.Held:
         held.close()
         raise
     return held
+
+
+# --- POSIX ACLs (their bytes are parsed by migrate.acl) --------------------------
+
+
+def read_acl(path: int | str | os.PathLike, *, default: bool = False, dir_fd: int | None = None) -> Acl | None:
+    """The access ACL (``default=True``: the default ACL) of ``path``, never following a symlink.
+
+    ``path`` may be an open descriptor (a held directory: one call, no path
+    resolved again).  None when there is none (ENODATA) or the file system has no ACLs
+    (ENOTSUP/EOPNOTSUPP); any other ``OSError`` is raised.  With ``dir_fd``,
+    ``path`` is relative to that directory: ``os.getxattr`` takes no
+    ``dir_fd``, so a regular file or directory is opened (``O_NOFOLLOW``,
+    ``O_NONBLOCK``) and asked through its descriptor; a symlink has no ACL
+    (None), and a FIFO, socket or device is never opened (``EINVAL``).
+    """
+    name = acl.DEFAULT if default else acl.ACCESS
+    blob: bytes | None
+    try:
+        if isinstance(path, int):
+            blob = os.getxattr(path, name)
+        elif dir_fd is None:
+            blob = os.getxattr(path, name, follow_symlinks=False)
+        else:
+            blob = _getxattr_at(dir_fd, path, name)
+    except OSError as exc:
+        if exc.errno in acl.NO_ACL:
+            return None
+        raise
+    return None if blob is None else acl.parse(blob)
+
+
+def _getxattr_at(dir_fd: int, path: str | os.PathLike, name: str) -> bytes | None:
+    st = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+    if stat.S_ISLNK(st.st_mode):
+        return None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise OSError(errno.EINVAL, "not a regular file or directory: its ACL is not read", os.fspath(path))
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    # The mode is ignored without O_CREAT; pyfakefs applies it to an existing file, so pass the file's own.
+    fd = os.open(path, flags, stat.S_IMODE(st.st_mode), dir_fd=dir_fd)
+    try:
+        fst = os.fstat(fd)
+        if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+            raise OSError(errno.EAGAIN, "the file changed while its ACL was read", os.fspath(path))
+        return os.getxattr(fd, name)
+    finally:
+        os.close(fd)

@@ -24,10 +24,22 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from typing import TYPE_CHECKING
 
 import attrs
 
 from .scan import file_kind
+
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    class _Common(TypedDict):
+        """The fields of an :class:`Entry` that every kind has."""
+
+        kind: str
+        mode: int
+        uid: int
+        gid: int
 
 KINDS = ("file", "dir", "symlink", "fifo", "socket", "device", "other")
 # Kinds write_tree can create.
@@ -115,7 +127,8 @@ def read_tree(
     budget = max_total_bytes
     for rel, path, st in listed:
         cap, cap_name, limit = max_file_bytes, "max_file_bytes", max_file_bytes
-        if budget is not None and budget < cap:
+        # budget starts at max_total_bytes: it is set exactly when that is.
+        if budget is not None and max_total_bytes is not None and budget < cap:
             cap, cap_name, limit = budget, "max_total_bytes", max_total_bytes
         entry = _read_entry(path, st, cap, cap_name, limit)
         tree[rel] = entry
@@ -128,7 +141,7 @@ def _list_tree(
     root: str, max_file_bytes: int, max_total_bytes: int | None, max_entries: int | None
 ) -> list[tuple[str, str, os.stat_result]]:
     """Every path under ``root`` with its ``lstat``, parents first; every cap checked on the sizes listed."""
-    listed = []
+    listed: list[tuple[str, str, os.stat_result]] = []
     total = 0
     pending = [""]
     while pending:
@@ -185,7 +198,7 @@ def _names(path: str, room: int | None) -> list[str]:
 def _read_entry(path: str, st: os.stat_result, max_bytes: int, cap_name: str, limit: int) -> Entry:
     """The entry ``st`` describes; a file's bytes are read up to ``max_bytes`` (the cap ``cap_name=limit``)."""
     kind = file_kind(st.st_mode)
-    common = dict(kind=kind, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid)
+    common: _Common = {"kind": kind, "mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
     if kind == "symlink":
         return Entry(**common, target=os.readlink(path))
     if kind != "file":
@@ -246,9 +259,11 @@ def write_tree(tree: Tree, root: str | os.PathLike, *, owners: bool = True) -> N
         if entry.kind == "dir":
             os.mkdir(path)
         elif entry.kind == "file":
+            assert entry.data is not None  # an Entry of a file has its data (Entry.__attrs_post_init__)
             with open(path, "xb") as f:
                 f.write(entry.data)
         else:
+            assert entry.target is not None  # the rest are symlinks (_check_tree), which have a target
             os.symlink(entry.target, path)
     if owners:
         for rel in order:

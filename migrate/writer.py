@@ -12,11 +12,11 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import attrs
 
-from . import checks, fsops, journal, logs, policy, record
+from . import checks, facts, fsops, journal, logs, policy, record
 from .actions import CONFIG_ACTIONS, CreateFile, RemoveFile, RemoveTemp, RestoreConfig
 from .checks import Finding
 from .dirs import Dir, Held
@@ -26,7 +26,7 @@ from .scan import Layout, Snapshot, hold, read_capped, scan
 
 log = logs.get_logger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = policy.FORMAT_VERSION  # one version for every document
 
 
 @attrs.frozen
@@ -58,7 +58,7 @@ class Outcome:
 
 
 def _analyse(layout: Layout, warn_days: int, held: Held | None = None) -> tuple[checks.Analysis, Plan]:
-    analysis = checks.analyse(scan(layout, held=held))
+    analysis = facts.analyse(scan(layout, held=held))
     return analysis, make_plan(analysis, warn_days=warn_days)
 
 
@@ -181,7 +181,7 @@ def apply(layout: Layout, *, saved_plan: dict | None = None, warn_days: int = po
 
 def _proved(layout: Layout, command: str, result: str, actions, held: Held | None = None) -> Outcome:
     """The outcome, with the X15.5 verification of what is on disk now."""
-    analysis = checks.analyse(scan(layout, held=held))
+    analysis = facts.analyse(scan(layout, held=held))
     findings = checks.verify(analysis)
     replan = make_plan(analysis)
     if replan.actions:
@@ -244,14 +244,17 @@ def _execute(held: Held, state: Dir, layout: Layout, snap: Snapshot, plan: Plan)
     """Carry out ``plan`` on the node ``snap`` describes, through the held directories, journal first."""
     journal.clear_staging(state)
     config_actions = plan.config_actions
-    new_config = edited_config(snap.config.data, config_actions) if config_actions else None
+    old_config = snap.config.data if config_actions else None
+    # The plan edits the configuration only when the scan read it (plan._config_actions), and it planned on ``snap``.
+    assert old_config is not None or not config_actions
+    new_config = edited_config(old_config, config_actions) if old_config is not None else None
     if snap.journal.exists:
         rec = _load_journal(snap)
         if new_config is not None:
             rec = _resume_config_record(state, snap, rec, new_config)
     else:
-        if new_config is not None:  # a copy left by a run that died before its journal is stale: replace it
-            fsops.replace_file(state, policy.CONFIG_BACKUP_NAME, snap.config.data, mode=0o600)
+        if old_config is not None:  # a copy left by a run that died before its journal is stale: replace it
+            fsops.replace_file(state, policy.CONFIG_BACKUP_NAME, old_config, mode=0o600)
         rec = journal.new(snap, plan.fingerprint, _sha(new_config) if new_config is not None else None)
     rec = rec.with_entries(a for a in plan.actions if isinstance(a, (CreateFile, *CONFIG_ACTIONS)))
     journal.save(state, rec)
@@ -267,6 +270,8 @@ def _execute(held: Held, state: Dir, layout: Layout, snap: Snapshot, plan: Plan)
             journal.save(state, rec)
         elif isinstance(action, CONFIG_ACTIONS) and not config_done:  # every one of them, in one atomic replace
             cfg = snap.config
+            # There are configuration actions, so the configuration was read whole (above): its mode is known.
+            assert new_config is not None and cfg.mode is not None
             d, name = _place(held, layout, cfg.path)
             fsops.replace_file(d, name, new_config, mode=cfg.mode, uid=cfg.uid, gid=cfg.gid)
             rec = rec.mark_done(config_actions)
@@ -316,7 +321,7 @@ def rollback(layout: Layout, *, force: bool = False) -> Outcome:
     if unsafe:
         raise RollbackError(unsafe[0].message, id=unsafe[0].id, path=unsafe[0].path, hint=unsafe[0].hint)
     if not snap.journal.exists:
-        node_state, _ = checks.node_state(checks.analyse(snap))
+        node_state, _ = checks.node_state(facts.analyse(snap))
         if node_state == checks.X154:
             if snap.state_dir.kind == "dir":  # left by a run that died before its first change
                 _require_root("rollback")
@@ -368,7 +373,7 @@ def _rollback_locked(held: Held, state: Dir, layout: Layout, *, force: bool) -> 
             hint="keep them elsewhere, or run rollback --force, which first moves them to a new directory it names",
         )
     if conflicts:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         parent = journal.parent_of_state(held, layout)
         prefix = policy.DISPLACED_PREFIX.rsplit("/", 1)[-1]
         name, aside = fsops.make_fresh_dir(parent, f"{prefix}{stamp}-")

@@ -13,7 +13,7 @@ import re
 
 import attrs
 
-from migrate import checks, writer
+from migrate import checks, facts, writer
 from migrate.factory import NodeSpec, issue, make_ca, node_tree
 from migrate.scan import Layout, scan
 from migrate.tree import Tree, diff_trees, read_tree, write_tree
@@ -110,12 +110,12 @@ def plant(tree: Tree, root) -> Layout:
 
 def state_of(root) -> str:
     """The node state (x15.4, x15.5, interrupted, mixed) as checks reads it."""
-    return checks.node_state(checks.analyse(scan(Layout.for_node(root))))[0]
+    return checks.node_state(facts.analyse(scan(Layout.for_node(root))))[0]
 
 
 def verify_ids(root) -> list[str]:
     """The ids of what X15.5 verification finds wrong on the node ([] = migrated)."""
-    return [f.id for f in checks.verify(checks.analyse(scan(Layout.for_node(root))))]
+    return [f.id for f in checks.verify(facts.analyse(scan(Layout.for_node(root))))]
 
 
 def without_journal_bytes(tree: Tree) -> Tree:

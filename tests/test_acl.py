@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from support import CERTS, STATE, clean_migration, plant, scenario, verify_ids
 
-from migrate import acl, checks, dirs, fsops, policy, writer
+from migrate import acl, checks, dirs, facts, fsops, policy, writer
 from migrate.acl import GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ, AclEntry
 from migrate.errors import BlockedError, PlanError
 from migrate.plan import load_saved_plan, make_plan
-from migrate.scan import Layout, scan
+from migrate.scan import Layout, read_acl, scan
 from migrate.tree import diff_trees, read_tree
 
 NOBODY = 65534
@@ -230,7 +230,7 @@ class Node:
             os.setxattr(path, name, setfacl_blob(os.lstat(path).st_mode & 0o777, spec))
 
     def findings(self, severity: str = checks.BLOCKER) -> list[checks.Finding]:
-        return [f for f in checks.precheck(checks.analyse(scan(self.layout))) if f.severity == severity]
+        return [f for f in checks.precheck(facts.analyse(scan(self.layout))) if f.severity == severity]
 
 
 @pytest.fixture(params=["fake", "real"])
@@ -316,17 +316,17 @@ def default_acl_on_disk(path: Path) -> bytes | None:
 class TestReadAcl:
     def test_none_without_an_acl(self, node):
         """A file and a directory without ACLs read as None, access and default alike."""
-        assert acl.read_acl(node.root / KEY) is None
-        assert acl.read_acl(node.root / CERTS, default=True) is None
+        assert read_acl(node.root / KEY) is None
+        assert read_acl(node.root / CERTS, default=True) is None
 
     def test_reads_access_and_default_apart(self, node):
         """The access ACL of a file and the default ACL of a directory are read from their own attributes."""
         node.grant(KEY, "u:65534:r")
         node.grant(CERTS, "g:4242:r", default=True)
-        assert specs(acl.read_acl(node.root / KEY).readers()) == ["u:65534"]
-        assert acl.read_acl(node.root / KEY, default=True) is None
-        assert specs(acl.read_acl(node.root / CERTS, default=True).readers(masked=False)) == ["g:4242"]
-        assert acl.read_acl(node.root / CERTS) is None
+        assert specs(read_acl(node.root / KEY).readers()) == ["u:65534"]
+        assert read_acl(node.root / KEY, default=True) is None
+        assert specs(read_acl(node.root / CERTS, default=True).readers(masked=False)) == ["g:4242"]
+        assert read_acl(node.root / CERTS) is None
 
     def test_relative_to_a_directory_descriptor(self, node):
         """With dir_fd the name is read relative to the held directory; a symlink there has no ACL."""
@@ -334,9 +334,9 @@ class TestReadAcl:
         os.symlink("privkey.pem", node.root / CERTS / "link.pem")
         dir_fd = os.open(node.root / CERTS, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            assert specs(acl.read_acl("privkey.pem", dir_fd=dir_fd).readers()) == ["u:65534"]
-            assert acl.read_acl("link.pem", dir_fd=dir_fd) is None
-            assert acl.read_acl("server.pem", dir_fd=dir_fd) is None
+            assert specs(read_acl("privkey.pem", dir_fd=dir_fd).readers()) == ["u:65534"]
+            assert read_acl("link.pem", dir_fd=dir_fd) is None
+            assert read_acl("server.pem", dir_fd=dir_fd) is None
         finally:
             os.close(dir_fd)
 
@@ -350,7 +350,7 @@ class TestReadAcl:
             raise OSError(code, os.strerror(code))
 
         monkeypatch.setattr(os, "getxattr", refuse)
-        assert acl.read_acl(target) is None
+        assert read_acl(target) is None
 
     def test_other_errors_are_raised(self, tmp_path, monkeypatch):
         """An I/O error reading the attribute is raised, not taken to mean there is no ACL."""
@@ -362,7 +362,7 @@ class TestReadAcl:
 
         monkeypatch.setattr(os, "getxattr", fail)
         with pytest.raises(OSError) as caught:
-            acl.read_acl(target)
+            read_acl(target)
         assert caught.value.errno == errno.EIO
 
 
@@ -372,7 +372,7 @@ class TestClearAcls:
         node.grant(KEY, "u:65534:r")
         fd = os.open(node.root / KEY, os.O_RDONLY)
         try:
-            acl.clear_acls(fd)
+            fsops.clear_acls(fd)
         finally:
             os.close(fd)
         assert access_acl_on_disk(node.root / KEY) is None
@@ -384,9 +384,9 @@ class TestClearAcls:
         real_node.grant(CERTS, "u:65534:r", default=True)
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            acl.clear_acls(fd)
+            fsops.clear_acls(fd)
             assert access_acl_on_disk(path) is None and default_acl_on_disk(path) is not None
-            acl.clear_acls(fd, directory=True)
+            fsops.clear_acls(fd, directory=True)
         finally:
             os.close(fd)
         assert access_acl_on_disk(path) is None and default_acl_on_disk(path) is None
@@ -397,7 +397,7 @@ class TestClearAcls:
         for rel, directory in ((KEY, False), (CERTS, True)):
             fd = os.open(real_node.root / rel, os.O_RDONLY)
             try:
-                acl.clear_acls(fd, directory=directory)
+                fsops.clear_acls(fd, directory=directory)
             finally:
                 os.close(fd)
         assert diff_trees(before, read_tree(real_node.root)) == []
@@ -414,7 +414,7 @@ class TestClearAcls:
         fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
         try:
             with pytest.raises(OSError) as caught:
-                acl.clear_acls(fd, directory=True)
+                fsops.clear_acls(fd, directory=True)
         finally:
             os.close(fd)
         assert caught.value.errno == errno.EIO
@@ -478,7 +478,7 @@ class TestScan:
     def test_acl_added_between_plan_and_apply_is_refused(self, node):
         """A saved plan is refused (plan-stale) when a key got an ACL since, and the node is left as it was."""
         layout = node.layout
-        saved = load_saved_plan(json.dumps(make_plan(checks.analyse(scan(layout))).as_dict()).encode(), "plan.json")
+        saved = load_saved_plan(json.dumps(make_plan(facts.analyse(scan(layout))).as_dict()).encode(), "plan.json")
         before = read_tree(node.root)
         node.grant(KEY, "u:65534:-")  # grants nothing: not a blocker, and the mode is unchanged, but not the node planned
         assert diff_trees(before, read_tree(node.root)) == []
@@ -542,7 +542,7 @@ class TestKeyAcl:
         root = Path("/srv/node")
         plant(scenario("core"), root)
         os.setxattr(root / KEY, acl.ACCESS, b"\x02\x00\x00\x00garbage")
-        finding = only(checks.precheck(checks.analyse(scan(Layout.for_node(root)))), "key-acl")
+        finding = only(checks.precheck(facts.analyse(scan(Layout.for_node(root)))), "key-acl")
         assert finding.severity == checks.BLOCKER and "cannot be parsed" in finding.message
         assert finding.hint.startswith(f"setfacl -b {KEY}; ")
 
@@ -609,7 +609,7 @@ class TestDirectoryDefaultAcl:
         root = Path("/srv/node")
         plant(scenario("core"), root)
         os.setxattr(root / CERTS, acl.DEFAULT, blob(*base(0o755), version=7))
-        finding = only(checks.precheck(checks.analyse(scan(Layout.for_node(root)))), "directory-default-acl")
+        finding = only(checks.precheck(facts.analyse(scan(Layout.for_node(root)))), "directory-default-acl")
         assert finding.path == CERTS and "cannot be parsed" in finding.message
         assert finding.hint == f"setfacl -k {CERTS}"
 

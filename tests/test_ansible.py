@@ -28,6 +28,8 @@ NODES = {
     "edge's": NodeSpec(role="edge", settings={support.RETIRED: '"On"'}),
     "edge;$HOME": NodeSpec(role="edge", settings={support.RETIRED: '"On"'}, ssh="absent"),
 }
+pytestmark = pytest.mark.slow  # real ansible-playbook runs
+
 RECAP = re.compile(r"^localhost\s*:\s*(.*)$", re.MULTILINE)
 
 

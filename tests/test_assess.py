@@ -8,23 +8,23 @@ runs the same scenarios end to end and is judged by its JSON and exit code.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
-from migrate import checks, policy
+from migrate import facts, policy
 from migrate.assess import assess, client_auth_cutoff
 from migrate.certs import load_ca_bundle
 from migrate.cli import main
 from migrate.factory import NodeSpec, build_node, issue, make_ca
 from migrate.scan import Layout, scan
 
-NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
 CA_DATES = dict(
-    not_before=datetime(2025, 1, 1, tzinfo=timezone.utc), not_after=datetime(2040, 1, 1, tzinfo=timezone.utc)
+    not_before=datetime(2025, 1, 1, tzinfo=UTC), not_after=datetime(2040, 1, 1, tzinfo=UTC)
 )
 LEAF_DATES = dict(
-    not_before=datetime(2026, 1, 1, tzinfo=timezone.utc), not_after=datetime(2029, 1, 1, tzinfo=timezone.utc)
+    not_before=datetime(2026, 1, 1, tzinfo=UTC), not_after=datetime(2029, 1, 1, tzinfo=UTC)
 )
 BOTH, SERVER_ONLY, CLIENT_ONLY = ["serverAuth", "clientAuth"], ["serverAuth"], ["clientAuth"]
 CHECKING = policy.CHECKING_SETTING
@@ -64,7 +64,7 @@ def node(tmp_path, role, identity, trusted, *, checking=None, client="absent", c
 
 
 def analysed(root, now=NOW):
-    return checks.analyse(scan(Layout.for_node(root), now=now))
+    return facts.analyse(scan(Layout.for_node(root), now=now))
 
 
 def judge(core, edge, public=(), **kw):
@@ -205,7 +205,7 @@ class TestCertificateProblems:
     def test_expired_core_certificate_fails(self, tmp_path, ca1):
         """An expired Core certificate fails every service it is presented in, with its expiry date."""
         old = dict(
-            not_before=datetime(2025, 1, 1, tzinfo=timezone.utc), not_after=datetime(2026, 3, 1, tzinfo=timezone.utc)
+            not_before=datetime(2025, 1, 1, tzinfo=UTC), not_after=datetime(2026, 3, 1, tzinfo=UTC)
         )
         core = node(tmp_path, "core", cert(ca1, "core", BOTH, old), [ca1])
         edge = node(tmp_path, "edge", cert(ca1, "edge", BOTH), [ca1])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -122,7 +122,7 @@ def _symlinked_certs(root: Path) -> None:
     os.symlink("certs-real", root / CERTS)
 
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 EXPIRED = issue(
     make_ca("Old CA"), "core.example.com", not_before=NOW - timedelta(days=400), not_after=NOW - timedelta(days=1)
 )

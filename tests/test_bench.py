@@ -12,6 +12,7 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 
 
+@pytest.mark.slow
 class TestBenchSmoke:
     def test_smoke_run_reports_every_ratio_and_growth_row(self):
         """`bench/run.py --smoke --json` exits 0 with the fleet counted right, every ratio, and a per-node row."""

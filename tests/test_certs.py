@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import attrs
 import pytest
@@ -32,8 +32,8 @@ from migrate.errors import CertError
 SERVER, CLIENT = policy.SERVER_AUTH, policy.CLIENT_AUTH
 BOTH = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
 SERVER_ONLY = (ExtendedKeyUsageOID.SERVER_AUTH,)
-NOT_BEFORE = datetime(2025, 1, 1, tzinfo=timezone.utc)
-NOT_AFTER = datetime(2031, 1, 1, tzinfo=timezone.utc)
+NOT_BEFORE = datetime(2025, 1, 1, tzinfo=UTC)
+NOT_AFTER = datetime(2031, 1, 1, tzinfo=UTC)
 PLAIN = serialization.NoEncryption()
 PEM = serialization.Encoding.PEM
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import shutil
 import stat
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,10 +16,9 @@ import attrs
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-
 from support import empty_journal
 
-from migrate import checks, policy
+from migrate import checks, facts, policy
 from migrate.factory import NodeSpec, build_node, issue, make_ca
 from migrate.samples import sample_tree
 from migrate.scan import Layout, scan
@@ -33,7 +31,7 @@ STATE_DIR = policy.STATE_DIR
 JOURNAL = f"{STATE_DIR}/{policy.JOURNAL_NAME}"
 RETIRED = policy.RETIRED_SETTING
 CHECKING = policy.CHECKING_SETTING
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
+NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +117,7 @@ def refuse_open(monkeypatch, target: Path) -> None:
 
 
 def analysis():
-    return checks.analyse(scan(Layout.for_node(NODE)))
+    return facts.analyse(scan(Layout.for_node(NODE)))
 
 
 def precheck(**kw):
@@ -204,6 +202,29 @@ def _rsa1024_key(fs, pki, mp):
 
 def _write(name, data_of):
     return lambda fs, pki, mp: write(cert(name), data_of(pki))
+
+
+def _acl(path_of, attribute: str):
+    """Set an ACL (binary xattr form) that lets uid 65534 read: a named user entry under an r-- mask."""
+    import struct
+
+    entries = [(0x01, 6, 0xFFFFFFFF), (0x02, 4, 65534), (0x04, 4, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)]
+    blob = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *entry) for entry in entries)
+    return lambda fs, pki, mp: os.setxattr(path_of(), attribute, blob)
+
+
+def _refuse_dir(monkeypatch, name: str) -> None:
+    """Make the scanner's opening of the directory ``name`` fail with EACCES (root cannot be refused for real)."""
+    from migrate import dirs
+
+    real_open = dirs.os.open
+
+    def fake_open(path, flags, *args, **kw):
+        if os.fspath(path) == name and "dir_fd" in kw:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_open(path, flags, *args, **kw)
+
+    monkeypatch.setattr(dirs.os, "open", fake_open)
 
 
 def _write_config(data: bytes):
@@ -554,6 +575,19 @@ ROWS = [
         mutate=_append_config(setting(CHECKING, '"Off"')),
     ),
     # the tool's own state
+    Row("unsafe-directory", "blocker", ".", mutate=lambda fs, pki, mp: os.chmod(NODE, 0o777)),
+    Row("unsafe-directory", "blocker", "persistent", mutate=lambda fs, pki, mp: os.chmod(NODE / "persistent", 0o775)),
+    Row("unsafe-directory", "blocker", CERTS, mutate=lambda fs, pki, mp: os.chown(NODE / CERTS, 4242, 0)),
+    Row("directory-unreadable", "blocker", CERTS, mutate=lambda fs, pki, mp: _refuse_dir(mp, CERTS.rsplit("/")[-1])),
+    Row("key-acl", "blocker", rel("privkey.pem"), mutate=_acl(lambda: cert("privkey.pem"), "system.posix_acl_access")),
+    Row("directory-default-acl", "blocker", CERTS, mutate=_acl(lambda: NODE / CERTS, "system.posix_acl_default")),
+    Row("config-empty", "blocker", CONFIG, mutate=_write_config(b"\n")),
+    Row(
+        "retired-setting-repeated",
+        "blocker",
+        CONFIG,
+        mutate=_append_config(b"".join(setting(RETIRED, "On") + b"\n" for _ in range(policy.MAX_RETIRED_LINES + 1))),
+    ),
     Row("journal-invalid", "blocker", JOURNAL, mutate=_journal(b"\x00\x01 not a journal")),
     Row("journal-invalid", "blocker", JOURNAL, mutate=_journal(b"[1, 2, 3]")),
     Row("journal-invalid", "blocker", JOURNAL, mutate=lambda fs, pki, mp: os.makedirs(NODE / JOURNAL)),
@@ -620,7 +654,8 @@ class TestPrecheck:
             "client-ssh-identity-mismatch", "config-missing", "config-not-regular", "config-unreadable",
             "config-too-large", "retired-setting-conflict", "server-eku-upload-on", "retired-setting-present",
             "checking-mode-conflict", "checking-mode-invalid", "checking-mode-off", "journal-invalid",
-            "stale-temp-file", "migration-interrupted", "not-root",
+            "stale-temp-file", "migration-interrupted", "not-root", "unsafe-directory", "directory-unreadable",
+            "key-acl", "directory-default-acl", "config-empty", "retired-setting-repeated",
         }  # fmt: skip
         assert listed == {row.id for row in ROWS}
 

@@ -19,7 +19,7 @@ import attrs
 import pytest
 from support import PLAN_KEYS
 
-from migrate import checks, fsops, journal, policy
+from migrate import facts, fsops, journal, policy
 from migrate.cli import main
 from migrate.factory import NodeSpec, build_node
 from migrate.scan import Layout
@@ -589,7 +589,7 @@ class TestErrors:
 
     def test_internal_error_is_one_line(self, run, node, monkeypatch):
         """An unexpected exception becomes exit 1 and one internal-error line, without a traceback."""
-        monkeypatch.setattr(checks, "analyse", _boom)
+        monkeypatch.setattr(facts, "analyse", _boom)
         result = run("precheck", node)
         assert result.code == 1
         assert_one_error_line(result, "internal-error")
@@ -597,7 +597,7 @@ class TestErrors:
 
     def test_internal_error_json_error_object(self, run, node, monkeypatch):
         """With --format json an internal error also prints a JSON error object on stdout, as every error does."""
-        monkeypatch.setattr(checks, "analyse", _boom)
+        monkeypatch.setattr(facts, "analyse", _boom)
         result = run("precheck", node, "--format", "json")
         assert result.code == 1
         assert result.doc["ok"] is False
@@ -606,7 +606,7 @@ class TestErrors:
     @pytest.mark.parametrize("log_format", ["console", "json"])
     def test_internal_error_traceback_only_with_debug(self, run, node, monkeypatch, log_format):
         """The internal-error hint promises a traceback with --debug: -vv alone shows none, --debug shows it after the line."""
-        monkeypatch.setattr(checks, "analyse", _boom)
+        monkeypatch.setattr(facts, "analyse", _boom)
         result = run("precheck", node, "-vv", "--log-format", log_format)
         assert result.code == 1
         assert "error[internal-error]: RuntimeError: boom -- hint: " in result.err and "--debug" in result.err

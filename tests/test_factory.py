@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
@@ -61,13 +61,13 @@ class TestMakeCA:
 
     def test_explicit_validity(self):
         """not_before and not_after are used as given."""
-        start, end = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2046, 1, 1, tzinfo=timezone.utc)
+        start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2046, 1, 1, tzinfo=UTC)
         cert = make_ca("Long", not_before=start, not_after=end).certificate
         assert (cert.not_valid_before_utc, cert.not_valid_after_utc) == (start, end)
 
     def test_inverted_validity_refused(self):
         """A validity that ends before it starts is refused."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with pytest.raises(ValueError):
             make_ca("Bad", not_before=now, not_after=now - timedelta(days=1))
 
@@ -111,7 +111,7 @@ class TestIssue:
     def test_default_validity(self, ca):
         """A leaf is valid from about 30 days ago for about 365 days."""
         cert = issue(ca, "n.example.com").certificate
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         assert abs(cert.not_valid_before_utc - (now - timedelta(days=30))) < timedelta(minutes=5)
         assert abs(cert.not_valid_after_utc - (now + timedelta(days=365))) < timedelta(minutes=5)
 
@@ -170,7 +170,7 @@ class TestIssue:
     def test_pooled_keys_differ_in_a_row(self, ca):
         """Identities issued one after the other never share a key, even from the RSA pool."""
         keys = [_pub(issue(ca, f"n{i}.example.com", key_type="rsa2048").certificate) for i in range(5)]
-        assert all(a != b for a, b in zip(keys, keys[1:]))
+        assert all(a != b for a, b in zip(keys, keys[1:], strict=False))
 
     def test_leaf_never_shares_its_issuers_key(self):
         """A pooled leaf key is never its CA's key: CAs and leaves draw from separate pools."""
@@ -224,8 +224,8 @@ _DOMAIN_TABLE = {
     "policy-services.crl": (0o644, NOBODY),
     "mtls_ca.pem": (0o644, NOBODY),
     "client-ca.crl.default": (0o644, 0),
-    "policy-services.crl.default": (0o644, 0),
-    "crl-update.conf": (0o755, 0),
+    "policy-services.crl.default": (0o755, 0),  # the technote's listing: rwxr-xr-x
+    "crl-update.conf": (0o644, 0),  # rw-r--r--
     "generated_csr": (0o755, NOBODY),
     "saml": (0o755, 0),
     "multidomaincerts": (0o700, 0),

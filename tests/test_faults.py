@@ -223,6 +223,7 @@ class TestInjector:
 
 
 class TestErrors:
+    @pytest.mark.slow
     @pytest.mark.parametrize("fault", ["eio", "enospc", "eacces"])
     def test_error_at_every_call_of_apply_is_undone(self, node, fault):
         """An error at any call of apply raises a MigrateError and leaves exactly X15.4, or apply completes to exactly X15.5."""
@@ -244,6 +245,7 @@ class TestErrors:
             fs_remove(root)
         assert undone > len(points) // 2
 
+    @pytest.mark.slow
     @pytest.mark.parametrize("fault", ["eio", "enospc", "eacces"])
     def test_error_at_every_call_of_rollback_leaves_a_node_both_recoveries_finish(self, node, fault):
         """An error at any call of rollback raises a MigrateError (rollback-failed) and the node still recovers both ways."""
@@ -286,6 +288,7 @@ class TestErrors:
 # --- power cuts, and a second one during the recovery ---------------------------
 
 
+@pytest.mark.slow
 class TestPowerCuts:
     @pytest.mark.parametrize(("command", "least"), [("apply", 50), ("rollback", 10)])
     def test_power_cut_at_every_call_recovers_both_ways(self, node, command, least):
@@ -336,7 +339,10 @@ class TestPowerCuts:
 
 
 class TestKeysNeverExposed:
-    @pytest.mark.parametrize("command", ["apply", "rollback", "resume"])
+    @pytest.mark.parametrize(
+        "command",
+        ["apply", pytest.param("rollback", marks=pytest.mark.slow), pytest.param("resume", marks=pytest.mark.slow)],
+    )
     def test_no_call_finds_a_key_readable_by_anyone_new(self, node, command):
         """Before every call of apply, of rollback and of an apply resuming after a cut, no file exposes key material."""
         if command == "apply":

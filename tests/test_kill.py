@@ -285,6 +285,7 @@ def _labelled(calls: list[faults.Call], root: Path) -> Callable[[int], str]:
 
 
 class TestKillEveryCall:
+    @pytest.mark.slow
     @pytest.mark.parametrize(("command", "least_calls", "least_trees"), [("apply", 150, 20), ("rollback", 50, 10)])
     def test_killed_at_every_call_recovers_both_ways(self, node, tmp_path, command, least_calls, least_trees):
         """SIGKILL at each call of apply (or rollback) leaves no exposed key and a node that recovers both ways, in place and on copies."""
@@ -319,6 +320,7 @@ class TestKillEveryCall:
 # --- a second kill during recovery -----------------------------------------------
 
 
+@pytest.mark.slow
 class TestKillRecovery:
     """A second SIGKILL, during the recovery from a first one.
 

@@ -366,7 +366,15 @@ class TestWorstCases:
     """Crafted input as large as the scanner reads, or larger, comes back well within the timeout, rightly parsed."""
 
     @pytest.mark.parametrize(
-        ("data", "call", "expected"), [case[1:] for case in WORST_CASES], ids=[case[0] for case in WORST_CASES]
+        ("data", "call", "expected"),
+        [  # the everyday loop keeps one case that hung the old code per parser
+            pytest.param(
+                *case[1:],
+                id=case[0],
+                marks=() if case[0] in ("config-blank-run", "ca-header-blank-run") else pytest.mark.slow,
+            )
+            for case in WORST_CASES
+        ],
     )
     def test_crafted_input_is_parsed_quickly(self, data, call, expected):
         """The parser returns (or refuses with a CertError) within the timeout, and its answer is the right one."""

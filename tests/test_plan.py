@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,7 +12,7 @@ import attrs
 import pytest
 from support import PLAN_KEYS, empty_journal
 
-from migrate import checks, policy
+from migrate import checks, facts, policy
 from migrate.errors import MigrateError, PlanError
 from migrate.factory import issue, make_ca
 from migrate.plan import (
@@ -33,7 +33,7 @@ CERTS = policy.CERT_DIR
 CONFIG = policy.CONFIG_FILE
 STATE_DIR = policy.STATE_DIR
 JOURNAL = f"{policy.STATE_DIR}/{policy.JOURNAL_NAME}"
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 RETIRED = policy.RETIRED_SETTING
 CHECKING = policy.CHECKING_SETTING
@@ -168,7 +168,7 @@ def snapshot(
 
 
 def plan_of(snap: Snapshot):
-    return make_plan(checks.analyse(snap))
+    return make_plan(facts.analyse(snap))
 
 
 def kinds_and_paths(plan) -> list[tuple[str, str | None]]:
@@ -402,7 +402,7 @@ class TestMakePlan:
         assert plan.node == "/n"
         assert plan.fingerprint == snap.fingerprint
         assert (plan.state, plan.migrated_by_tool) == ("x15.4", False)
-        assert plan.findings == checks.precheck(checks.analyse(snap))
+        assert plan.findings == checks.precheck(facts.analyse(snap))
         assert {"ssh-bundle-absent", "server-eku-upload-on"} <= {f.id for f in plan.findings}
 
     @pytest.mark.parametrize(
@@ -480,7 +480,7 @@ class TestPlanOutcome:
         plan = plan_of(snap)
         assert plan.ready and plan.actions
         after = carried_out(snap, plan)
-        assert checks.verify(checks.analyse(after)) == ()
+        assert checks.verify(facts.analyse(after)) == ()
         assert plan_of(after).actions == ()
 
     @pytest.mark.parametrize(
@@ -497,7 +497,7 @@ class TestPlanOutcome:
         plan = plan_of(snap)
         if plan.ready:
             after = carried_out(snap, plan)
-            assert checks.verify(checks.analyse(after)) == ()
+            assert checks.verify(facts.analyse(after)) == ()
         else:
             assert plan.actions == ()
 
@@ -669,7 +669,7 @@ FINGERPRINT_CHANGES = [
 FINGERPRINT_SAME = [
     pytest.param(lambda s: attrs.evolve(s, state_dir=directory(STATE_DIR, 0o700)), id="state-dir-appears"),
     pytest.param(lambda s: attrs.evolve(s, euid=1000), id="other-user"),
-    pytest.param(lambda s: attrs.evolve(s, now=datetime(2030, 1, 1, tzinfo=timezone.utc)), id="later"),
+    pytest.param(lambda s: attrs.evolve(s, now=datetime(2030, 1, 1, tzinfo=UTC)), id="later"),
     pytest.param(lambda s: attrs.evolve(s, dirs=tuple(attrs.evolve(d, nlink=9) for d in s.dirs)), id="dir-nlink"),
 ]
 

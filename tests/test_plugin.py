@@ -35,6 +35,7 @@ def run(pytester):
     return run
 
 
+@pytest.mark.slow
 class TestRegistration:
     def test_fixtures_are_listed_with_their_docstrings(self, pytester, run):
         """``--fixtures`` in a directory with no conftest lists the three fixtures, documented, from the plugin."""
@@ -123,6 +124,7 @@ class TestBundledNode:
             ]
         )
 
+    @pytest.mark.slow
     def test_bundled_core_survives_the_crash_rehearsal(self, pytester, run):
         """The full rehearsal of the bundled Core stops apply and rollback at many calls, and every stop recovers."""
         pytester.makepyfile(
@@ -144,6 +146,7 @@ class TestBundledNode:
         result.stdout.fnmatch_lines(["CRASH POINTS [1-9]*"])
 
 
+@pytest.mark.slow
 class TestHandBuiltNode:
     def test_node_written_with_fs_create_file(self, pytester, run):
         """A node the user writes in ``fs`` rehearses ok, and the same node with a default-mode key is refused."""
@@ -195,6 +198,7 @@ class TestHandBuiltNode:
         result.assert_outcomes(passed=2)
 
 
+@pytest.mark.slow
 class TestBrokenNode:
     def test_broken_nodes_are_reported_not_ok(self, pytester, run):
         """A node with a blocker rehearses not ok, stopped at precheck with its id; ``assert report.ok`` fails."""
@@ -256,6 +260,7 @@ class TestBrokenNode:
         run().assert_outcomes(passed=1)
 
 
+@pytest.mark.slow
 class TestMakeNode:
     def test_domain_scenarios_in_one_line_each(self, pytester, run):
         """DOMAIN.md's scenarios, one ``make_x154_node`` call each, rehearse ok with the warnings they deserve."""
@@ -411,6 +416,7 @@ class TestFaultInjector:
         run().assert_outcomes(passed=1)
 
 
+@pytest.mark.slow
 class TestRealDisk:
     def test_nothing_reaches_the_real_disk(self, pytester, run):
         """After user tests that build, migrate and rehearse nodes, pytester's directory holds only pytest's files."""

@@ -48,7 +48,7 @@ import functools
 import os
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import attrs
 import pytest
@@ -74,7 +74,7 @@ from support import (
     without_journal_bytes,
 )
 
-from migrate import checks, faults, policy, writer
+from migrate import checks, facts, faults, policy, writer
 from migrate.errors import MigrateError, RollbackError
 from migrate.factory import DEFAULT_UIDS, NodeSpec, issue, make_ca, node_tree
 from migrate.plan import make_plan
@@ -118,7 +118,7 @@ def _ca(public: bool):
 @functools.cache
 def _identity(role: str, key_type: str, eku: tuple[str, ...] | None, validity: str, public: bool):
     """One leaf per combination, for the whole session: certificates are the slow part of a node."""
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     bounds = {
         "valid": (None, None),
         "expiring": (now - timedelta(days=300), now + timedelta(days=10)),
@@ -469,8 +469,9 @@ def blocking_reasons(node: Node) -> list[str | None]:
         for name, (source, policy_mode) in CLIENT_FILES.items():
             if name == "client-ssh.pem" and node.ssh == "absent":
                 continue
-            if modes.get(name, policy_mode) != policy_mode:
-                reasons.append("client-file-mode")
+            mode, source_mode = modes.get(name, policy_mode), modes.get(source, policy.RULES[source].mode)
+            if mode != policy_mode or (name in SECRET_FILES and mode & 0o077 & ~source_mode):
+                reasons.append("client-file-mode")  # a key's copy grants no group or other bit its original lacks
             default = uids[policy.RULES[source].owner]
             if name in owners and owners[name] != owners.get(source, (default, default)):
                 reasons.append("client-file-owner")
@@ -675,7 +676,7 @@ class CleanRun:
 
 
 def _blocker_ids(layout: Layout) -> list[str]:
-    return [f.id for f in checks.blockers(checks.precheck(checks.analyse(scan(layout))))]
+    return [f.id for f in checks.blockers(checks.precheck(facts.analyse(scan(layout))))]
 
 
 ROOT = "/srv/node"
@@ -704,7 +705,7 @@ class TestWithoutFaults:
         with fake_world():
             layout = plant(build(node), ROOT)
             original = read_tree(ROOT)
-            analysis = checks.analyse(scan(layout))
+            analysis = facts.analyse(scan(layout))
             blockers = [f.id for f in checks.blockers(checks.precheck(analysis))]
             event("refused" if blockers else "ready")
             if blockers:
@@ -748,6 +749,7 @@ class TestWithoutFaults:
             assert diff_trees(original, read_tree(ROOT)) == []
 
 
+@pytest.mark.slow
 class TestKeyReaders:
     @_scaled(0.05)
     @given(node=nodes(valid=True))
@@ -773,6 +775,7 @@ class TestKeyReaders:
 # The fault properties start from X15.4 nodes (``x154=True``): "rollback reaches the original" has no meaning
 # for a half-migrated node, which rollback refuses even untouched (not-migrated-by-tool), and which a power
 # cut just after apply's mkdir leaves with an empty state directory that rollback then refuses to clear.
+@pytest.mark.slow
 class TestFaults:
     @_scaled(0.08)
     @given(node=nodes(valid=True, x154=True), fault=st.sampled_from(FAULTS), data=st.data())

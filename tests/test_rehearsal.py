@@ -180,7 +180,9 @@ class TestRehearseNode:
         assert err.startswith(f"error[node-missing]: no node at {tmp_path / 'nope'} -- hint: ")
         assert len(err.splitlines()) == 1 and "Traceback" not in err
 
-    @pytest.mark.parametrize("flags", [pytest.param(["--no-crash"], id="no-crash"), pytest.param([], id="crash")])
+    @pytest.mark.parametrize(
+        "flags", [pytest.param(["--no-crash"], id="no-crash"), pytest.param([], id="crash", marks=pytest.mark.slow)]
+    )
     def test_node_with_fifo_is_not_an_internal_error(self, run, tmp_path, flags):
         """A node holding a FIFO outside the managed names (precheck: ready) is rehearsed or refused as a user error, never a defect."""
         root = build_node(tmp_path / "node", NodeSpec())
@@ -458,6 +460,7 @@ def healthy() -> types.SimpleNamespace:
     return facts
 
 
+@pytest.mark.slow
 class TestCrashRehearsalHealthy:
     def test_ok_with_crash_step(self, healthy):
         """A healthy node's rehearsal runs the whole cycle and then the crash step, every step ok, nothing unrecovered."""
@@ -506,6 +509,7 @@ def defective(tmp_path_factory) -> types.SimpleNamespace:
     return types.SimpleNamespace(root=root, before=before, code=code, out=out.getvalue(), err=err.getvalue())
 
 
+@pytest.mark.slow
 class TestCrashRehearsalDefect:
     def test_exit_1(self, defective):
         """A defect that shows only after a crash makes `rehearse NODE --format json` exit 1 with ok false."""

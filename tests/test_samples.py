@@ -6,7 +6,7 @@ import ast
 import json
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -191,9 +191,9 @@ class TestSampleCertificates:
         cas = x509.load_pem_x509_certificates(_read(name, f"{CERTS}/ca.pem"))
         assert [_cn(ca.subject) for ca in cas] == ["Example Internal CA1", "Example Public CA2"]
         leaf = x509.load_pem_x509_certificates(_read(name, f"{CERTS}/server.pem"))[0]
-        assert leaf.not_valid_before_utc == datetime(2026, 1, 1, tzinfo=timezone.utc)
-        assert leaf.not_valid_after_utc == datetime(2036, 1, 1, tzinfo=timezone.utc)
-        assert all(ca.not_valid_after_utc == datetime(2046, 1, 1, tzinfo=timezone.utc) for ca in cas)
+        assert leaf.not_valid_before_utc == datetime(2026, 1, 1, tzinfo=UTC)
+        assert leaf.not_valid_after_utc == datetime(2036, 1, 1, tzinfo=UTC)
+        assert all(ca.not_valid_after_utc == datetime(2046, 1, 1, tzinfo=UTC) for ca in cas)
 
     def test_distinct_keys(self):
         """The two sample nodes and the two CAs each have their own key."""

@@ -7,11 +7,10 @@ import os
 import stat
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from support import empty_journal
 
 from migrate import policy
@@ -265,7 +264,7 @@ class TestScan:
     def test_x154_node(self, place, ident):
         """A fresh X15.4 node: every managed file read, client files missing, no tool state."""
         node = make_node(place, ident)
-        now = datetime(2030, 1, 2, tzinfo=timezone.utc)
+        now = datetime(2030, 1, 2, tzinfo=UTC)
         snap = scan(Layout.for_node(node), now=now)
         assert set(snap.files) == {rule.name for rule in policy.FILES}
         for name in ("ca.pem", "server.pem", "privkey.pem", "server-ssh.pem"):

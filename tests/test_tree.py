@@ -6,6 +6,7 @@ import os
 import stat
 import time
 import tracemalloc
+from pathlib import Path
 
 import pytest
 from pyfakefs.fake_filesystem_unittest import Patcher
@@ -84,7 +85,7 @@ class TestRoundTrip:
     def test_write_creates_parents_of_root(self, fs):
         """write_tree creates the root and its missing parents."""
         write_tree({"a": Entry("file", 0o644, 0, 0, data=b"1")}, "/x/y/z")
-        assert open("/x/y/z/a", "rb").read() == b"1"
+        assert Path("/x/y/z/a").read_bytes() == b"1"
 
     def test_owners_false_keeps_writer_owner(self, tmp_path):
         """With owners=False, entries belong to the writing user whatever the tree says."""
@@ -232,7 +233,7 @@ class TestWriteTree:
         fs.create_file("/node/a.pem", contents=b"old")
         with pytest.raises(FileExistsError):
             write_tree({"a.pem": Entry("file", 0o644, 0, 0, data=b"new")}, "/node")
-        assert open("/node/a.pem", "rb").read() == b"old"
+        assert Path("/node/a.pem").read_bytes() == b"old"
 
     @pytest.mark.parametrize("key", ["/abs", "a/../b", "./a", "a//b", "a/"])
     def test_bad_paths_refused(self, fs, key):

@@ -31,7 +31,7 @@ from support import (
     without_journal_times,
 )
 
-from migrate import checks, journal, writer
+from migrate import facts, journal, writer
 from migrate.errors import (
     BlockedError,
     LockError,
@@ -251,7 +251,7 @@ class TestSavedPlan:
         """A plan saved as JSON and loaded back is applied: the node is migrated as a plain apply would."""
         layout = plant(scenario("edge"), root)
         original = read_tree(root)
-        saved = load_saved_plan(json.dumps(make_plan(checks.analyse(scan(layout))).as_dict()).encode(), "plan.json")
+        saved = load_saved_plan(json.dumps(make_plan(facts.analyse(scan(layout))).as_dict()).encode(), "plan.json")
         outcome = writer.apply(layout, saved_plan=saved)
         after = read_tree(root)
         assert outcome.result == "migrated"
@@ -263,7 +263,7 @@ class TestSavedPlan:
     def test_stale_plan_is_refused_and_nothing_is_touched(self, root, change):
         """A node changed after its plan was saved (ca.pem bytes, mode or owner) is refused as plan-stale, untouched."""
         layout = plant(scenario("edge"), root)
-        saved = make_plan(checks.analyse(scan(layout))).as_dict()
+        saved = make_plan(facts.analyse(scan(layout))).as_dict()
         ca = os.path.join(root, CERTS, "ca.pem")
         if change == "bytes":
             with open(ca, "ab") as f:

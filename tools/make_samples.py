@@ -14,7 +14,7 @@ import argparse
 import json
 import shutil
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,9 +26,9 @@ from migrate import factory  # noqa: E402
 from migrate.tree import write_tree  # noqa: E402
 
 UIDS = {"root": 0, "_nobody": 65534, "_pfwd": 1001}
-NOT_BEFORE = datetime(2026, 1, 1, tzinfo=timezone.utc)
-LEAF_NOT_AFTER = datetime(2036, 1, 1, tzinfo=timezone.utc)
-CA_NOT_AFTER = datetime(2046, 1, 1, tzinfo=timezone.utc)
+NOT_BEFORE = datetime(2026, 1, 1, tzinfo=UTC)
+LEAF_NOT_AFTER = datetime(2036, 1, 1, tzinfo=UTC)
+CA_NOT_AFTER = datetime(2046, 1, 1, tzinfo=UTC)
 
 # Settings beyond factory's defaults, to make each configuration a realistic 30-60 lines.
 CORE_SETTINGS = {
