@@ -118,8 +118,8 @@ def build_fleet(root: Path, count: int) -> list[Path]:
     RSA-4096 keys come from a small pool, and the CAs are shared by the fleet.
     """
     from migrate import policy
-    from migrate.factory import NodeSpec, issue, make_ca, node_tree
-    from migrate.tree import write_tree
+    from migrate.testing.factory import NodeSpec, issue, make_ca, node_tree
+    from migrate.testing.tree import write_tree
 
     private, public = make_ca("Example Internal CA1"), make_ca("Example Public CA2", public=True)
     roots = []
@@ -206,9 +206,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from migrate import facts
     from migrate.plan import make_plan
-    from migrate.rehearsal import rehearse_tree
     from migrate.scan import Layout, scan
-    from migrate.tree import read_tree
+    from migrate.testing.rehearsal import rehearse_tree
+    from migrate.testing.tree import read_tree
 
     work = Path(tempfile.mkdtemp(prefix="expressway-bench-"))
     try:

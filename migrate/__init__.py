@@ -26,14 +26,14 @@ _EXPORTS = {
     "MigrateError": "errors",
     "Outcome": "writer",
     "Plan": "plan",
-    "Rehearsal": "rehearsal",
+    "Rehearsal": "testing.rehearsal",
     "Snapshot": "scan",
     "analyse": "facts",
     "apply": "writer",
     "make_plan": "plan",
     "node_state": "checks",
     "precheck": "checks",
-    "rehearse": "rehearsal",
+    "rehearse": "testing.rehearsal",
     "rollback": "writer",
     "scan": "scan",
     "verify": "checks",
@@ -48,7 +48,13 @@ with contextlib.suppress(Exception):  # a broken install: reported where the nam
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
+# Modules of the test kit that moved to ``migrate.testing``, still reachable as ``from migrate import faults``.
+_MOVED = {"faults": "testing.faults", "factory": "testing.factory", "tree": "testing.tree", "samples": "testing.samples"}
+
+
 def __getattr__(name: str):
+    if name in _MOVED:
+        return importlib.import_module(f"migrate.{_MOVED[name]}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'migrate' has no attribute {name!r}")

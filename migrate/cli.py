@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from datetime import UTC
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PENDING, EXIT_INTERRUPTED = 0, 1, 2, 2, 130
 # What ``rehearse NODE`` copies into memory at most: the files' sizes as listed (a sparse file counts in full).
@@ -181,37 +180,16 @@ def _layout(args):
 
 def _make_plan(args, **kwargs):
     """Scan the node the arguments name, and plan its migration (the dry run)."""
-    from . import facts
-    from .plan import make_plan
+    from . import commands
 
-    return make_plan(facts.analyse(_scan_locked(_layout(args))), **kwargs)
-
-
-def _scan_locked(layout):
-    """Scan the node while holding its lock shared: an answer never describes a node another run is changing."""
-    from .journal import reading
-    from .scan import scan
-
-    with reading(layout):
-        return scan(layout)
+    return commands.plan(_layout(args), **kwargs)
 
 
 def _precheck(args) -> tuple[dict, int]:
-    from . import policy
-
     if args.fleet is not None:
         return _precheck_fleet(args)
     plan = _make_plan(args, warn_days=args.warn_days)
-    doc = {
-        "format_version": policy.FORMAT_VERSION,
-        "command": "precheck",
-        "node": plan.node,
-        "ready": plan.ready,
-        "state": plan.state,
-        "migrated_by_tool": plan.migrated_by_tool,
-        "findings": [f.as_dict() for f in plan.findings],
-    }
-    return doc, EXIT_OK if plan.ready else EXIT_FAIL
+    return plan.precheck_dict(), EXIT_OK if plan.ready else EXIT_FAIL
 
 
 def _precheck_fleet(args) -> tuple[dict, int]:
@@ -301,18 +279,10 @@ def _apply(args) -> tuple[dict, int]:
 
 
 def _verify(args) -> tuple[dict, int]:
-    from . import checks, facts, policy
+    from . import commands
 
-    layout = _layout(args)
-    findings = checks.verify(facts.analyse(_scan_locked(layout)))
-    doc = {
-        "format_version": policy.FORMAT_VERSION,
-        "command": "verify",
-        "node": str(layout.root),
-        "ok": not findings,
-        "findings": [f.as_dict() for f in findings],
-    }
-    return doc, EXIT_OK if not findings else EXIT_FAIL
+    result = commands.verify(_layout(args))
+    return result.as_dict(), EXIT_OK if result.ok else EXIT_FAIL
 
 
 def _rollback(args) -> tuple[dict, int]:
@@ -323,37 +293,22 @@ def _rollback(args) -> tuple[dict, int]:
 
 
 def _status(args) -> tuple[dict, int]:
-    from . import checks, facts, policy
-    from .plan import make_plan
+    from . import commands
 
-    layout = _layout(args)
-    snapshot = _scan_locked(layout)
-    plan = make_plan(facts.analyse(snapshot))
-    found = snapshot.journal_record
-    record = None if found is None else found.as_dict()
-    doc = {
-        "format_version": policy.FORMAT_VERSION,
-        "command": "status",
-        "node": str(layout.root),
-        "state": plan.state,
-        "migrated_by_tool": plan.migrated_by_tool,
-        "journal": None if record is None else {k: record.get(k) for k in ("state", "started", "finished", "tool")},
-        "pending_actions": len(plan.actions),
-        "findings": [f.as_dict() for f in checks.blockers(plan.findings)],
-    }
-    return doc, EXIT_OK
+    return commands.status(_layout(args)).as_dict(), EXIT_OK
 
 
 def _rehearse(args) -> tuple[dict, int]:
     from . import policy
+
     if args.node:
         tree, root = _read_node_tree(args.node)
-        from . import rehearsal  # after the read: a refused node costs no import of the cycle
+        from .testing import rehearsal  # after the read: a refused node costs no import of the cycle
 
         reports = [rehearsal.rehearse_tree(tree, root, crash=args.crash)]
     else:
-        from . import rehearsal
-        from .samples import sample_names
+        from .testing import rehearsal
+        from .testing.samples import sample_names
 
         reports = rehearsal.rehearse_samples(args.sample or list(sample_names()), crash=args.crash)
     ok = all(r.ok for r in reports)
@@ -373,7 +328,7 @@ def _read_node_tree(node: str) -> tuple[dict, str]:
 
     from .errors import NodeError
     from .scan import Layout
-    from .tree import TreeTooLarge, read_tree
+    from .testing.tree import TreeTooLarge, read_tree
 
     root = str(Layout.for_node(node).root)
     try:
@@ -397,56 +352,12 @@ def _read_node_tree(node: str) -> tuple[dict, str]:
         ) from None
 
 
-def _read_public_cas(path: str | None) -> tuple[tuple, str]:
-    """The CAs to treat as public, and where they came from: ``path``, else the system trust store."""
-    import os
-    import ssl
-    from pathlib import Path
-
-    from . import certs
-    from .errors import CertError
-    from .scan import read_capped
-
-    cap = 64 << 20
-    if path is not None:  # named by the user, not a file of the node: a link to it is followed
-        state = read_capped(Path(os.path.realpath(path)), cap, path)
-        if state.data is None:
-            raise CertError(
-                f"cannot read the public CA list ({state.error or state.kind})",
-                id="public-ca-unreadable",
-                path=path,
-                hint="pass a readable PEM file of CA certificates",
-            )
-        try:
-            return certs.load_ca_bundle(state.data), path
-        except CertError as exc:
-            raise CertError(
-                f"the public CA list cannot be used: {exc.message}", id=exc.id, path=path, hint=exc.hint
-            ) from None
-    cafile = ssl.get_default_verify_paths().cafile
-    if not cafile:
-        return (), "the system trust store (none found)"
-    cafile = os.path.realpath(cafile)  # distributions often link it; the store itself is trusted system data
-    state = read_capped(Path(cafile), cap, cafile)
-    if state.data is None:
-        return (), f"the system trust store ({cafile}: {state.error or state.kind})"
-    try:
-        return certs.load_ca_bundle(state.data), cafile
-    except CertError as exc:
-        return (), f"the system trust store ({cafile}: {exc.message})"
-
-
 def _assess(args) -> tuple[dict, int]:
-    from datetime import datetime
+    from . import commands
+    from .scan import Layout
 
-    from . import facts
-    from .assess import assess
-    from .scan import Layout, scan
-
-    now = datetime.now(UTC)
-    core, edge = (facts.analyse(scan(Layout.for_node(root), now=now)) for root in (args.core, args.edge))
-    public_cas, source = _read_public_cas(args.public_ca)
-    result = assess(core, edge, public_cas=public_cas, public_source=source, now=now, cutoff=args.cutoff)
+    layouts = (Layout.for_node(args.core), Layout.for_node(args.edge))
+    result = commands.assess(*layouts, public_ca=args.public_ca, cutoff=args.cutoff)
     return result.as_dict(), EXIT_FAIL if result.failed else EXIT_OK
 
 

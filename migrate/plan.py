@@ -65,6 +65,12 @@ class Plan:
             "actions": [a.as_dict() for a in self.actions],
         }
 
+    def precheck_dict(self) -> dict[str, object]:
+        """The precheck document: the plan's without the fingerprint and the actions."""
+        doc = self.as_dict()
+        del doc["fingerprint"], doc["actions"]
+        return {**doc, "command": "precheck"}
+
 
 def make_plan(analysis: Analysis, *, warn_days: int = policy.EXPIRY_WARNING_DAYS) -> Plan:
     """The plan for the analysed node: no actions while any blocker stands."""

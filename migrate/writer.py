@@ -57,8 +57,8 @@ class Outcome:
         }
 
 
-def _analyse(layout: Layout, warn_days: int, held: Held | None = None) -> tuple[checks.Analysis, Plan]:
-    analysis = facts.analyse(scan(layout, held=held))
+def _analyse(layout: Layout, warn_days: int) -> tuple[checks.Analysis, Plan]:
+    analysis = facts.analyse(scan(layout))
     return analysis, make_plan(analysis, warn_days=warn_days)
 
 
@@ -155,18 +155,22 @@ def apply(layout: Layout, *, saved_plan: dict | None = None, warn_days: int = po
     _require_root("apply")
     with _holding(layout, ApplyError("apply could not take the node's lock", id="apply-failed")) as (held, state):
         try:
-            analysis, locked_plan = _analyse(layout, warn_days, held)
-            if locked_plan.fingerprint != plan.fingerprint:
-                if saved_plan is None and locked_plan.ready and not locked_plan.actions:
-                    return _proved(layout, "apply", "already-migrated", (), held)
+            # Planned once: under the lock the node is scanned again, through the directories now held, and
+            # must be what was planned (the fingerprint covers every byte, mode and owner the plan read).
+            snap = scan(layout, held=held)
+            if snap.fingerprint != plan.fingerprint:
+                if saved_plan is None:  # another run may have finished the same migration meanwhile
+                    locked_plan = make_plan(facts.analyse(snap), warn_days=warn_days)
+                    if locked_plan.ready and not locked_plan.actions:
+                        return _proved(layout, "apply", "already-migrated", (), held)
                 raise PlanError(
                     "the node changed while apply was starting",
                     id="node-changed",
                     hint="run plan again; apply refuses to act on a node it did not plan",
                 )
             try:
-                _execute(held, state, layout, analysis.snapshot, locked_plan)
-                outcome = _proved(layout, "apply", "migrated", locked_plan.actions, held)
+                _execute(held, state, layout, snap, plan)
+                outcome = _proved(layout, "apply", "migrated", plan.actions, held)
             except Exception as exc:
                 raise _failed(held, state, layout, exc) from exc
             if not outcome.ok:

@@ -14,9 +14,9 @@ import re
 import attrs
 
 from migrate import checks, facts, writer
-from migrate.factory import NodeSpec, issue, make_ca, node_tree
 from migrate.scan import Layout, scan
-from migrate.tree import Tree, diff_trees, read_tree, write_tree
+from migrate.testing.factory import NodeSpec, issue, make_ca, node_tree
+from migrate.testing.tree import Tree, diff_trees, read_tree, write_tree
 
 CERTS = "persistent/certs"
 CONFIG = "persistent/xconfiguration.txt"

@@ -27,7 +27,7 @@ from migrate.acl import GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ, AclEntry
 from migrate.errors import BlockedError, PlanError
 from migrate.plan import load_saved_plan, make_plan
 from migrate.scan import Layout, read_acl, scan
-from migrate.tree import diff_trees, read_tree
+from migrate.testing.tree import diff_trees, read_tree
 
 NOBODY = 65534
 UNDEFINED = 0xFFFFFFFF  # the id the kernel stores in an entry that names nobody

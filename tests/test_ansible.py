@@ -17,8 +17,8 @@ import sys
 import pytest
 import support
 
-from migrate.factory import NodeSpec, build_node
-from migrate.tree import diff_trees, read_tree
+from migrate.testing.factory import NodeSpec, build_node
+from migrate.testing.tree import diff_trees, read_tree
 
 ANSIBLE_DIR = pathlib.Path(__file__).resolve().parent.parent / "ansible"
 BIN = pathlib.Path(sys.executable).parent

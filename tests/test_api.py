@@ -22,7 +22,7 @@ import pytest
 from support import CERTS, CONFIG, JOURNAL, plant, scenario
 
 import migrate
-from migrate import rehearsal
+from migrate.testing import rehearsal
 
 API = Path(__file__).resolve().parent.parent / "API.md"
 PACKAGE = Path(migrate.__file__).resolve().parent

@@ -16,8 +16,8 @@ from migrate import facts, policy
 from migrate.assess import assess, client_auth_cutoff
 from migrate.certs import load_ca_bundle
 from migrate.cli import main
-from migrate.factory import NodeSpec, build_node, issue, make_ca
 from migrate.scan import Layout, scan
+from migrate.testing.factory import NodeSpec, build_node, issue, make_ca
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 CA_DATES = dict(

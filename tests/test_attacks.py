@@ -10,7 +10,7 @@ attack stands for "however it got there" (a journal edited earlier, a
 directory swapped at a chosen call).
 
 Every judgement is about the disk: a victim directory outside the node
-byte for byte unchanged (:func:`migrate.tree.read_tree` before and after),
+byte for byte unchanged (:func:`migrate.testing.tree.read_tree` before and after),
 keys that the other user tries, and fails, to open, the configuration's mode
 and owner, and the exact X15.4 tree after rollback and the exact X15.5 tree
 (modulo journal times) after apply.
@@ -41,8 +41,8 @@ import pytest
 import support
 from support import CERTS, CONFIG, JOURNAL, RETIRED, STATE
 
-from migrate import faults
-from migrate.tree import Entry, Tree, diff_trees, read_tree, write_tree
+from migrate.testing import faults
+from migrate.testing.tree import Entry, Tree, diff_trees, read_tree, write_tree
 
 OTHER = 65534  # nobody / nogroup: the unprivileged user the tests play
 SCENARIO = "core"  # its _nobody is uid 65534: the attacker owns server.pem, ca.pem and generated_csr/

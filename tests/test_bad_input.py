@@ -17,8 +17,8 @@ import pytest
 
 from migrate import policy
 from migrate.cli import main
-from migrate.factory import NodeSpec, build_node, issue, make_ca
-from migrate.tree import diff_trees, read_tree
+from migrate.testing.factory import NodeSpec, build_node, issue, make_ca
+from migrate.testing.tree import diff_trees, read_tree
 
 CERTS = policy.CERT_DIR
 ERROR_LINE = re.compile(r"^error\[(?P<id>[a-z0-9-]+)\]: .+ -- hint: .+$")

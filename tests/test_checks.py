@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from support import empty_journal
 
 from migrate import checks, facts, policy
-from migrate.factory import NodeSpec, build_node, issue, make_ca
-from migrate.samples import sample_tree
 from migrate.scan import Layout, scan
-from migrate.tree import write_tree
+from migrate.testing.factory import NodeSpec, build_node, issue, make_ca
+from migrate.testing.samples import sample_tree
+from migrate.testing.tree import write_tree
 
 NODE = Path("/n")
 CERTS = policy.CERT_DIR

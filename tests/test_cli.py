@@ -21,9 +21,9 @@ from support import PLAN_KEYS
 
 from migrate import facts, fsops, journal, policy
 from migrate.cli import main
-from migrate.factory import NodeSpec, build_node
 from migrate.scan import Layout
-from migrate.tree import diff_trees, read_tree
+from migrate.testing.factory import NodeSpec, build_node
+from migrate.testing.tree import diff_trees, read_tree
 
 CERTS = policy.CERT_DIR
 CONFIG = policy.CONFIG_FILE
@@ -848,7 +848,7 @@ class TestNeverATraceback:
     @pytest.mark.parametrize(
         "module, argv",
         [
-            pytest.param("migrate.plan", ["precheck", "{node}"], id="plan-in-a-command"),
+            pytest.param("migrate.commands", ["precheck", "{node}"], id="commands-in-a-command"),
             pytest.param("migrate.errors", ["status", "{node}"], id="errors"),
             pytest.param("migrate.policy", ["status", "{node}"], id="policy-in-the-parser"),
             pytest.param("migrate.report", ["status", "{node}"], id="report"),

@@ -12,8 +12,8 @@ import sys
 import support
 
 from migrate import policy
-from migrate.factory import NodeSpec, build_node
-from migrate.tree import diff_trees, read_tree
+from migrate.testing.factory import NodeSpec, build_node
+from migrate.testing.tree import diff_trees, read_tree
 
 RUNS = 4
 

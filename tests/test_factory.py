@@ -1,4 +1,4 @@
-"""Tests for migrate.factory: certificates and whole nodes from parameters."""
+"""Tests for migrate.testing.factory: certificates and whole nodes from parameters."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from migrate import factory, policy
-from migrate.factory import NodeSpec, build_node, issue, make_ca, node_tree
-from migrate.tree import read_tree
+from migrate import policy
+from migrate.testing import factory
+from migrate.testing.factory import NodeSpec, build_node, issue, make_ca, node_tree
+from migrate.testing.tree import read_tree
 
 CERTS = policy.CERT_DIR
 NOBODY, PFWD = 65534, 1001

@@ -1,6 +1,6 @@
 """Faults at every file-system call of apply and rollback, in pyfakefs: SQLite's I/O-error and crash tests.
 
-The calls are discovered by :mod:`migrate.faults` from a clean run, never
+The calls are discovered by :mod:`migrate.testing.faults` from a clean run, never
 listed here.  For every call N of a clean run: an error there (EIO, ENOSPC,
 EACCES) is undone to the exact X15.4 tree, or the run completes to the exact
 X15.5 tree; a power cut there leaves a node from which ``apply`` reaches the
@@ -38,10 +38,11 @@ from support import (
     without_journal_times,
 )
 
-from migrate import dirs, faults, fsops, writer
+from migrate import dirs, fsops, writer
 from migrate.errors import MigrateError
 from migrate.scan import Layout
-from migrate.tree import Tree, diff_trees, read_tree, write_tree
+from migrate.testing import faults
+from migrate.testing.tree import Tree, diff_trees, read_tree, write_tree
 
 SCENARIO = "edge-crlf"  # the messiest X15.4 node: SSH bundle, two retired lines, CRLF, non-UTF-8 bytes
 FULL = os.environ.get("MIGRATE_FAULTS") == "full"
@@ -142,7 +143,7 @@ def _run(command, layout: Layout, at: int, fault: str, **kwargs) -> BaseExceptio
 
 class TestInjector:
     def test_counts_every_os_call_of_the_writer_even_ones_no_list_names(self, fs):
-        """A call no list in migrate.faults names (os.access) is counted; a process call (os.getpid) is not."""
+        """A call no list in migrate.testing.faults names (os.access) is counted; a process call (os.getpid) is not."""
         fs.create_dir("/d")
         with faults.inject() as injector:
             fsops.os.access("/d", os.R_OK)

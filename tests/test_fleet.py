@@ -22,8 +22,8 @@ import pytest
 from migrate import fleet, policy
 from migrate.checks import Finding
 from migrate.errors import NodeError
-from migrate.factory import NodeSpec, build_node, issue, make_ca
-from migrate.tree import read_tree
+from migrate.testing.factory import NodeSpec, build_node, issue, make_ca
+from migrate.testing.tree import read_tree
 
 HEALTHY = {
     "lab",

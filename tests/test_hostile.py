@@ -30,10 +30,11 @@ from pathlib import Path
 import attrs
 import pytest
 
-from migrate import faults, policy
+from migrate import policy
 from migrate.cli import main
-from migrate.factory import NodeSpec, build_node, issue, make_ca
-from migrate.tree import diff_trees, read_tree
+from migrate.testing import faults
+from migrate.testing.factory import NodeSpec, build_node, issue, make_ca
+from migrate.testing.tree import diff_trees, read_tree
 
 CERTS = policy.CERT_DIR
 CONFIG = policy.CONFIG_FILE

@@ -2,12 +2,12 @@
 
 Each kill happens in a real process: a child forked from the test (or, in
 ``TestExecedProcesses``, a separate interpreter) runs ``expressway-migrate``
-with :func:`migrate.faults.inject` set to ``fault="sigkill"`` at call N, so it
+with :func:`migrate.testing.faults.inject` set to ``fault="sigkill"`` at call N, so it
 dies there by the kernel's hand: no ``finally``, no ``except`` runs.  A kill at
 a ``write`` first tears it (half its bytes land), so "inside a write" is
 covered; a kill at the call after a ``replace`` or ``link`` falls between the
 rename and the directory ``fsync``.  The call numbers are discovered by counting
-a clean run (:func:`migrate.faults.count_calls`), never listed by hand.
+a clean run (:func:`migrate.testing.faults.count_calls`), never listed by hand.
 
 After each kill the node is judged on disk: no key readable by anyone who could
 not read it before, no X15.4 file touched, no published file torn; then the node
@@ -39,9 +39,10 @@ import pytest
 import support
 from support import BACKUP, CERTS, CLIENT_FILES, CONFIG, JOURNAL, LOCK, STAGING_SUFFIX, STATE
 
-from migrate import faults, record
+from migrate import record
 from migrate.cli import main
-from migrate.tree import Tree, diff_trees, read_tree, write_tree
+from migrate.testing import faults
+from migrate.testing.tree import Tree, diff_trees, read_tree, write_tree
 
 SCENARIO = "edge-crlf"  # CRLF config with two retired lines, foreign bytes and no final newline; non-root owners
 WIDTH = 6  # killed children alive at once while the test judges the ones that died
@@ -52,7 +53,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 # A separate interpreter that kills itself at call N of ``apply NODE``.
 KILLED_APPLY = """
 import sys
-from migrate import faults
+from migrate.testing import faults
 from migrate.cli import main
 root, at = sys.argv[1], int(sys.argv[2])
 with faults.inject(at=at, fault="sigkill"):

@@ -9,7 +9,7 @@ import sys
 import structlog.testing
 
 from migrate import logs
-from migrate.factory import NodeSpec, build_node
+from migrate.testing.factory import NodeSpec, build_node
 
 PROBE = """
 import contextlib, io, json, sys

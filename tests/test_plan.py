@@ -14,7 +14,6 @@ from support import PLAN_KEYS, empty_journal
 
 from migrate import checks, facts, policy
 from migrate.errors import MigrateError, PlanError
-from migrate.factory import issue, make_ca
 from migrate.plan import (
     AddSetting,
     CompleteJournal,
@@ -27,6 +26,7 @@ from migrate.plan import (
     make_plan,
 )
 from migrate.scan import FileState, Layout, Snapshot
+from migrate.testing.factory import issue, make_ca
 
 LAYOUT = Layout.for_node("/n")  # a made-up root: nothing here touches a file system
 CERTS = policy.CERT_DIR

@@ -1,4 +1,4 @@
-"""Tests for migrate.pytest_plugin: a user's own test file, with no conftest, run by pytester in a subprocess.
+"""Tests for migrate.testing.pytest_plugin: a user's own test file, with no conftest, run by pytester in a subprocess.
 
 Each test writes a realistic user file (``import migrate`` and the fixtures, nothing else) and runs
 it with ``runpytest_subprocess``: the plugin must be found through its ``pytest11`` entry point,
@@ -41,15 +41,15 @@ class TestRegistration:
         """``--fixtures`` in a directory with no conftest lists the three fixtures, documented, from the plugin."""
         result = run("--fixtures")
         result.stdout.fnmatch_lines(
-            ["x154_node -- *migrate/pytest_plugin.py:*", "    The bundled sample X15.4 node (``core``*"],
+            ["x154_node -- *migrate/testing/pytest_plugin.py:*", "    The bundled sample X15.4 node (``core``*"],
             consecutive=True,
         )
         result.stdout.fnmatch_lines(
-            ["make_x154_node -- *migrate/pytest_plugin.py:*", "    Build nodes from parameters in the fake file*"],
+            ["make_x154_node -- *migrate/testing/pytest_plugin.py:*", "    Build nodes from parameters in the fake file*"],
             consecutive=True,
         )
         result.stdout.fnmatch_lines(
-            ["fault_injector -- *migrate/pytest_plugin.py:*", "    :mod:`migrate.faults`: ``count_calls(run)``*"],
+            ["fault_injector -- *migrate/testing/pytest_plugin.py:*", "    :mod:`migrate.testing.faults`: ``count_calls(run)``*"],
             consecutive=True,
         )
         result.stdout.no_fnmatch_line("*_x154_samples*")  # private: shown only with -v
@@ -156,7 +156,7 @@ class TestHandBuiltNode:
 
             import migrate
             import pytest
-            from migrate.factory import issue, make_ca
+            from migrate.testing.factory import issue, make_ca
 
             KEY = stat.S_IFREG
 
@@ -331,7 +331,7 @@ class TestMakeNode:
 
             import migrate
             import pytest
-            from migrate.factory import make_ca
+            from migrate.testing.factory import make_ca
 
 
             def test_several_nodes_get_distinct_roots(make_x154_node):
@@ -394,7 +394,7 @@ class TestFaultInjector:
             """
             import migrate
             import pytest
-            from migrate.tree import read_tree
+            from migrate.testing.tree import read_tree
 
 
             def test_power_cut_half_way(make_x154_node, fault_injector):

@@ -74,12 +74,13 @@ from support import (
     without_journal_bytes,
 )
 
-from migrate import checks, facts, faults, policy, writer
+from migrate import checks, facts, policy, writer
 from migrate.errors import MigrateError, RollbackError
-from migrate.factory import DEFAULT_UIDS, NodeSpec, issue, make_ca, node_tree
 from migrate.plan import make_plan
 from migrate.scan import Layout, scan
-from migrate.tree import Entry, Tree, diff_trees, read_tree
+from migrate.testing import faults
+from migrate.testing.factory import DEFAULT_UIDS, NodeSpec, issue, make_ca, node_tree
+from migrate.testing.tree import Entry, Tree, diff_trees, read_tree
 
 CHECKING = policy.CHECKING_SETTING
 FAULTS = ("eio", "enospc", "eacces", "power-cut")

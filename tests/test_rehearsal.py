@@ -1,4 +1,4 @@
-"""Tests for migrate.rehearsal and the rehearse command: the whole cycle in memory, the real disk only read.
+"""Tests for migrate.testing.rehearsal and the rehearse command: the whole cycle in memory, the real disk only read.
 
 The crash rehearsal (apply and rollback stopped at each call that writes) costs
 about 15 s for a small EC node in pyfakefs, and more for the bundled RSA-4096
@@ -24,13 +24,14 @@ import pytest
 import structlog
 from pyfakefs.helpers import get_gid, get_uid, set_gid, set_uid
 
-from migrate import cli, faults, plan, policy, rehearsal, writer
+from migrate import cli, plan, policy, writer
 from migrate.cli import _render, main
 from migrate.errors import MigrateError
-from migrate.factory import NodeSpec, build_node, config_text, issue, make_ca, node_tree
-from migrate.samples import sample_tree
 from migrate.scan import Layout
-from migrate.tree import diff_trees, read_tree, write_tree
+from migrate.testing import faults, rehearsal
+from migrate.testing.factory import NodeSpec, build_node, config_text, issue, make_ca, node_tree
+from migrate.testing.samples import sample_tree
+from migrate.testing.tree import diff_trees, read_tree, write_tree
 
 CERTS = policy.CERT_DIR
 STATE = policy.STATE_DIR

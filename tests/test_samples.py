@@ -1,4 +1,4 @@
-"""Tests for migrate.samples and the bundled sample nodes in sample_fs/."""
+"""Tests for migrate.testing.samples and the bundled sample nodes in sample_fs/."""
 
 from __future__ import annotations
 
@@ -15,15 +15,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from migrate import policy, samples
+from migrate import policy
 from migrate.errors import NodeError
+from migrate.testing import samples
 
 CERTS = policy.CERT_DIR
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z ]+)-----.*?-----END \1-----\n", re.S)
 
 
 def _on_disk(node_dir: Path) -> set[str]:
-    """Every file and directory under node_dir, by a walk independent of migrate.tree."""
+    """Every file and directory under node_dir, by a walk independent of migrate.testing.tree."""
     found = set()
     for dirpath, dirnames, filenames in os.walk(node_dir):
         for name in dirnames + filenames:
@@ -151,7 +152,7 @@ class TestSampleTree:
                 imported |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom):
                 imported.add("." * node.level + (node.module or ""))
-        assert imported == {"__future__", "json", "pathlib", "typing", ".errors"}
+        assert imported == {"__future__", "json", "pathlib", "typing", "..errors"}
 
 
 def _split(data: bytes) -> list[tuple[str, bytes]]:

@@ -15,9 +15,9 @@ from support import empty_journal
 
 from migrate import policy
 from migrate.errors import NodeError
-from migrate.factory import NodeSpec, build_node, issue, make_ca, node_tree
 from migrate.scan import FileState, Layout, read_capped, scan
-from migrate.tree import diff_trees, read_tree, write_tree
+from migrate.testing.factory import NodeSpec, build_node, issue, make_ca, node_tree
+from migrate.testing.tree import diff_trees, read_tree, write_tree
 
 CERTS = policy.CERT_DIR
 CONFIG = policy.CONFIG_FILE

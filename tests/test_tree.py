@@ -1,4 +1,4 @@
-"""Tests for migrate.tree: a directory tree as a value."""
+"""Tests for migrate.testing.tree: a directory tree as a value."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pyfakefs.fake_filesystem_unittest import Patcher
 
-from migrate.tree import Entry, TreeTooLarge, diff_trees, read_tree, write_tree
+from migrate.testing.tree import Entry, TreeTooLarge, diff_trees, read_tree, write_tree
 
 
 def _sample() -> dict[str, Entry]:

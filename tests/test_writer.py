@@ -41,7 +41,7 @@ from migrate.errors import (
 )
 from migrate.plan import load_saved_plan, make_plan
 from migrate.scan import scan
-from migrate.tree import Entry, Tree, diff_trees, read_tree
+from migrate.testing.tree import Entry, Tree, diff_trees, read_tree
 
 # --- Fixtures -------------------------------------------------------------------
 

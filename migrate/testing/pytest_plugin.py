@@ -18,7 +18,7 @@ Every fixture works in pyfakefs's ``fs``, as root there (so ``migrate.apply`` an
   ``@pytest.mark.parametrize("x154_node", ["edge"], indirect=True)``); the root.
 - ``make_x154_node(...)``: a node built from parameters (see :func:`_make_node`);
   returns its root.
-- ``fault_injector``: :mod:`migrate.faults`, to fail or stop a run at any
+- ``fault_injector``: :mod:`migrate.testing.faults`, to fail or stop a run at any
   file-system call in a test of your own.
 """
 
@@ -39,7 +39,8 @@ def _preload() -> None:
     pyfakefs unloads the modules first imported during a test, and
     cryptography's compiled core does not survive being imported twice.
     """
-    from . import certs, checks, factory, faults, plan, rehearsal, samples, tree, writer  # noqa: F401
+    from .. import certs, checks, plan, writer  # noqa: F401
+    from . import factory, faults, rehearsal, samples, tree  # noqa: F401
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -99,7 +100,7 @@ def make_x154_node(fs, _x154_root) -> Callable[..., str]:
 
 @pytest.fixture
 def fault_injector():
-    """:mod:`migrate.faults`: ``count_calls(run)``, ``inject(at=N, fault=...)``, ``PowerCut``."""
+    """:mod:`migrate.testing.faults`: ``count_calls(run)``, ``inject(at=N, fault=...)``, ``PowerCut``."""
     from . import faults
 
     return faults
@@ -126,8 +127,8 @@ def _make_node(
     - ``eku``: the server certificate's EKUs (``serverAuth``, ``clientAuth``, or
       dotted OIDs); ``None`` leaves the extension out (good for both).
     - ``issuer``: ``"private"`` (an internal CA), ``"public"`` (a public CA), or a
-      :class:`migrate.factory.CA` of your own (``factory.make_ca(...)``).
-    - ``key_type``: one of :data:`migrate.factory.KEY_TYPES`; ``key_format``:
+      :class:`migrate.testing.factory.CA` of your own (``factory.make_ca(...)``).
+    - ``key_type``: one of :data:`migrate.testing.factory.KEY_TYPES`; ``key_format``:
       ``pkcs8``, ``pkcs1`` (RSA) or ``sec1`` (EC).
     - ``expires_in_days``: the certificate's remaining life (negative: expired).
     - ``ssh``: ``same`` (the SSH bundle holds the server identity), ``other``
@@ -150,7 +151,7 @@ def _make_node(
     elif issuer in ISSUERS:
         ca = _ca(issuer)
     else:
-        raise ValueError(f"issuer must be one of {', '.join(ISSUERS)} or a migrate.factory.CA, not {issuer!r}")
+        raise ValueError(f"issuer must be one of {', '.join(ISSUERS)} or a migrate.testing.factory.CA, not {issuer!r}")
     now = datetime.now(UTC)
     not_after = now + timedelta(days=expires_in_days)
     not_before = min(now - timedelta(days=30), not_after - timedelta(days=1))
@@ -193,7 +194,7 @@ def _ca(kind: str):
 
 
 def _rel(name: str, tree: Mapping) -> str:
-    from .policy import CERT_DIR
+    from ..policy import CERT_DIR
 
     rel = name if "/" in name else f"{CERT_DIR}/{name}"
     if rel not in tree:

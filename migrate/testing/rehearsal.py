@@ -1,10 +1,10 @@
 """Rehearse the whole upgrade on an in-memory copy of a node.
 
-The real node is only read (into a :class:`~migrate.tree.Tree`); the cycle
+The real node is only read (into a :class:`~migrate.testing.tree.Tree`); the cycle
 runs in a pyfakefs file system: precheck, plan, apply, verify, re-plan,
 re-apply, rollback, and a byte-for-byte comparison with the original.  Then
 the crash rehearsal: ``apply`` is stopped dead (a power cut, from
-:mod:`migrate.faults`) at each of its file-system calls that writes, and so is
+:mod:`migrate.testing.faults`) at each of its file-system calls that writes, and so is
 ``rollback``; from each stop, ``rollback`` must give back the exact original
 tree and ``apply`` the exact migrated one.  (A stop at a call that only reads
 leaves the disk as a stop at the next call that writes.)
@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 
 import attrs
 
-from . import checks, facts, policy
-from .errors import MigrateError
+from .. import checks, facts, policy
+from ..errors import MigrateError
 
 FORMAT_VERSION = policy.FORMAT_VERSION  # one version for every document
 
@@ -90,7 +90,7 @@ def _refuse_real_call(name: str) -> Callable:
 def _modules() -> tuple[str, ...]:
     from .faults import PATCHED_MODULES
 
-    return (*PATCHED_MODULES, "migrate.tree", "migrate.rehearsal")
+    return (*PATCHED_MODULES, "migrate.testing.tree", "migrate.testing.rehearsal")
 
 
 def active_fake_os():
@@ -104,7 +104,7 @@ def active_fake_os():
     found = []
     for name in _modules():
         module_os = importlib.import_module(name).__dict__.get("os")
-        module_os = getattr(module_os, "_real", module_os)  # under migrate.faults.inject
+        module_os = getattr(module_os, "_real", module_os)  # under migrate.testing.faults.inject
         if not isinstance(module_os, FakeOsModule):
             return None
         found.append(module_os)
@@ -141,7 +141,8 @@ def fake_filesystem() -> Iterator[object]:
     from pyfakefs.fake_filesystem_unittest import Patcher
 
     # Import what the cycle uses before the file system is replaced.
-    from . import certs, faults, tree, writer  # noqa: F401
+    from .. import certs, writer  # noqa: F401
+    from . import faults, tree  # noqa: F401
 
     with Patcher() as patcher, as_root(patcher.fake_modules["os"]):
         yield patcher.fs
@@ -196,9 +197,9 @@ def rehearse(root: str, *, crash: bool = True) -> Rehearsal:
 
 
 def _rehearse(root: str, crash: bool) -> Rehearsal:
-    from . import writer
-    from .plan import make_plan
-    from .scan import Layout, scan
+    from .. import writer
+    from ..plan import make_plan
+    from ..scan import Layout, scan
     from .tree import diff_trees, read_tree
 
     layout = Layout.for_node(root)
@@ -275,7 +276,7 @@ class _CrashRehearsal:
     _seen: dict = attrs.field(factory=dict)  # state key -> problem ("" = recovered)
 
     def run(self) -> tuple[int, list[CrashPoint]]:
-        from . import writer
+        from .. import writer
 
         parent = posixpath.dirname(self.root.rstrip("/")) or "/"
         self._scratch = posixpath.join(
@@ -297,8 +298,8 @@ class _CrashRehearsal:
         return tried, unrecovered
 
     def _points(self, command: str, start: dict, run) -> list:
+        from ..scan import Layout
         from . import faults
-        from .scan import Layout
 
         node = self._node(f"count-{command}")
         write_fake_tree(start, node)
@@ -307,8 +308,9 @@ class _CrashRehearsal:
         return [call for call in calls if call.writes]
 
     def _stop_and_recover(self, command: str, start: dict, run, at: int) -> str:
-        from . import faults, writer
-        from .scan import Layout
+        from .. import writer
+        from ..scan import Layout
+        from . import faults
         from .tree import diff_trees, read_tree
 
         node = self._node(f"{command}-{at}")
@@ -360,7 +362,7 @@ class _CrashRehearsal:
 
 def _blank(tree: dict, *, keep_journal: bool = False) -> dict:
     """``tree`` without what differs from run to run: the journal's times (or all its bytes) and the lock's pid."""
-    from . import policy
+    from .. import policy
 
     journal_rel = f"{policy.STATE_DIR}/{policy.JOURNAL_NAME}"
     lock_rel = f"{policy.STATE_DIR}/{policy.LOCK_NAME}"

@@ -15,7 +15,7 @@ import json
 import pathlib
 from typing import TYPE_CHECKING
 
-from .errors import NodeError
+from ..errors import NodeError
 
 if TYPE_CHECKING:
     from .tree import Tree
@@ -26,7 +26,7 @@ _HINT = "reinstall expressway-migrate, or in a source checkout run tools/make_sa
 
 
 def _candidates() -> tuple[pathlib.Path, ...]:
-    package = pathlib.Path(__file__).parent
+    package = pathlib.Path(__file__).parent.parent  # migrate/
     return (package / "_sample_fs", package.parent / "sample_fs")
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from .scan import file_kind
+from ..scan import file_kind
 
 if TYPE_CHECKING:
     from typing import TypedDict
