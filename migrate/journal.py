@@ -58,7 +58,7 @@ def finished(journal: record.Journal) -> record.Journal:
 
 def save(state: Dir, journal: record.Journal) -> None:
     """Write the journal atomically (private to root)."""
-    fsops.replace_file(state, policy.JOURNAL_NAME, journal.to_bytes(), mode=0o600)
+    fsops.replace_file(state, policy.JOURNAL_NAME, journal.to_bytes(), mode=policy.STATE_FILE_MODE)
 
 
 def parent_of_state(held: Held, layout: Layout) -> Dir:
@@ -83,7 +83,7 @@ def acquire(held: Held, layout: Layout) -> tuple[int, Dir]:
     for _ in range(10):
         created, fd, state = False, None, None
         try:
-            created = fsops.make_dir(parent, STATE_NAME, 0o700)
+            created = fsops.make_dir(parent, STATE_NAME, policy.STATE_DIR_MODE)
             state = dirs.open_child(parent, STATE_NAME)
             problem = state.problem(os.geteuid())
             if problem is not None:
@@ -121,7 +121,7 @@ _LOST = -1
 
 def _lock_fd(state: Dir, layout: Layout) -> int:
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(policy.LOCK_NAME, flags, 0o600, dir_fd=state.fd)
+    fd = os.open(policy.LOCK_NAME, flags, policy.STATE_FILE_MODE, dir_fd=state.fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:

@@ -48,6 +48,10 @@ STATE_DIR = "persistent/.cert-migration"
 JOURNAL_NAME = "journal.json"
 CONFIG_BACKUP_NAME = "xconfiguration.orig"
 LOCK_NAME = "lock"
+# The tool's own state is private to root: the directory 0700, its files 0600.
+STATE_DIR_MODE, STATE_FILE_MODE = 0o700, 0o600
+# The mode a configuration gets back on rollback when it has gone missing (it has no mode of its own).
+CONFIG_FALLBACK_MODE = 0o644
 DISPLACED_PREFIX = "persistent/.cert-migration-displaced-"
 # A file being written is staged beside its target as ``.<name>.<token>.cert-migration.tmp``: a dot
 # file whose token (16 hex digits) nobody can predict.  ``.<name>.cert-migration.tmp``, the name

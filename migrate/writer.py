@@ -145,12 +145,14 @@ def _place(held: Held, layout: Layout, display: str) -> tuple[Dir, str]:
 
 def apply(layout: Layout, *, saved_plan: dict | None = None, warn_days: int = policy.EXPIRY_WARNING_DAYS) -> Outcome:
     """Migrate the node, exactly as its plan says, and prove the result."""
-    _, plan = _analyse(layout, warn_days)
-    if saved_plan is not None:
-        check_saved_plan(saved_plan, plan)
-    _refuse_blockers(plan)
-    if not plan.actions:
-        with journal.reading(layout):  # an answer about the node: never while another run changes it
+    # The plan and an answer about the node are read under the shared lock: never from a node that
+    # another run is changing (released before the exclusive lock is taken below).
+    with journal.reading(layout):
+        _, plan = _analyse(layout, warn_days)
+        if saved_plan is not None:
+            check_saved_plan(saved_plan, plan)
+        _refuse_blockers(plan)
+        if not plan.actions:
             return _proved(layout, "apply", "already-migrated", ())
     _require_root("apply")
     with _holding(layout, ApplyError("apply could not take the node's lock", id="apply-failed")) as (held, state):
@@ -258,7 +260,7 @@ def _execute(held: Held, state: Dir, layout: Layout, snap: Snapshot, plan: Plan)
             rec = _resume_config_record(state, snap, rec, new_config)
     else:
         if old_config is not None:  # a copy left by a run that died before its journal is stale: replace it
-            fsops.replace_file(state, policy.CONFIG_BACKUP_NAME, old_config, mode=0o600)
+            fsops.replace_file(state, policy.CONFIG_BACKUP_NAME, old_config, mode=policy.STATE_FILE_MODE)
         rec = journal.new(snap, plan.fingerprint, _sha(new_config) if new_config is not None else None)
     rec = rec.with_entries(a for a in plan.actions if isinstance(a, (CreateFile, *CONFIG_ACTIONS)))
     journal.save(state, rec)
@@ -296,7 +298,7 @@ def _resume_config_record(state: Dir, snap: Snapshot, rec: record.Journal, new_c
     before = snap.config.sha256
     assert before is not None and snap.config.data is not None  # the plan has configuration actions
     if rec.config is None:
-        fsops.replace_file(state, policy.CONFIG_BACKUP_NAME, snap.config.data, mode=0o600)
+        fsops.replace_file(state, policy.CONFIG_BACKUP_NAME, snap.config.data, mode=policy.STATE_FILE_MODE)
         return attrs.evolve(rec, config=record.ConfigRecord(before, _sha(new_config)))
     if rec.config.sha256_before != before:
         raise JournalError(
@@ -305,7 +307,7 @@ def _resume_config_record(state: Dir, snap: Snapshot, rec: record.Journal, new_c
             hint="run rollback first, then apply",
         )
     if not snap.config_backup.exists:
-        fsops.create_file(state, policy.CONFIG_BACKUP_NAME, snap.config.data, mode=0o600)
+        fsops.create_file(state, policy.CONFIG_BACKUP_NAME, snap.config.data, mode=policy.STATE_FILE_MODE)
     return attrs.evolve(rec, config=record.ConfigRecord(before, _sha(new_config)))
 
 
@@ -320,7 +322,8 @@ def _sha(data: bytes) -> str:
 
 def rollback(layout: Layout, *, force: bool = False) -> Outcome:
     """Return a node migrated by this tool to its exact X15.4 state."""
-    snap = scan(layout)
+    with journal.reading(layout):  # what it decides from this scan must not be a run half-way through
+        snap = scan(layout)
     unsafe = checks.directory_findings(snap)
     if unsafe:
         raise RollbackError(unsafe[0].message, id=unsafe[0].id, path=unsafe[0].path, hint=unsafe[0].hint)
@@ -402,7 +405,7 @@ def _rollback_locked(held: Held, state: Dir, layout: Layout, *, force: bool) -> 
                 )
             # The mode and owner are the file's own, as it is now (never the journal's); a missing one gets root's.
             cfg = snap.config
-            mode = cfg.mode if cfg.mode is not None else 0o644
+            mode = cfg.mode if cfg.mode is not None else policy.CONFIG_FALLBACK_MODE
             d, name = _place(held, layout, cfg.path)
             fsops.replace_file(d, name, backup.data, mode=mode, uid=cfg.uid or 0, gid=cfg.gid or 0)
         else:

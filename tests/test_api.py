@@ -297,11 +297,11 @@ def _constant_arguments(function: str, names: list[str], name: str) -> set[str]:
 
 
 def _cert_error_ids() -> set[str]:
-    """The ids certs.py gives its CertErrors: checks turn each into a finding with that id."""
-    tree = _modules()["certs.py"]
+    """The ids certs.py and pem.py give their CertErrors: checks turn each into a finding with that id."""
     return {
         _text(kw.value)
-        for node in ast.walk(tree)
+        for module in ("certs.py", "pem.py")
+        for node in ast.walk(_modules()[module])
         if isinstance(node, ast.Call) and _name(node.func) == "CertError"
         for kw in node.keywords
         if kw.arg == "id" and _text(kw.value) is not None

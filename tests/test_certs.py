@@ -1,4 +1,4 @@
-"""Tests for migrate.certs: PEM blocks, certificates, keys and chains, from bytes."""
+"""Tests for migrate.certs and migrate.pem: PEM blocks, certificates, keys and chains, from bytes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from migrate import certs, policy
+from migrate import certs, pem, policy
 from migrate.certs import (
     ANY_EKU,
     KeyInfo,
@@ -261,6 +261,11 @@ class TestPemBlocks:
             repr(PemBlock("PRIVATE KEY", b"\xde\xad\xbe\xef"))
             == "PemBlock(label='PRIVATE KEY', der=<4 bytes>, headers=())"
         )
+
+    @pytest.mark.parametrize("name", ["PemBlock", "pem_blocks", "ENCRYPTED_PRIVATE_KEY"])
+    def test_certs_reexports_the_parser(self, name):
+        """The PEM parser lives in migrate.pem, and migrate.certs still gives its public names, the same objects."""
+        assert getattr(certs, name) is getattr(pem, name)
 
 
 # --- Certificates -------------------------------------------------------------------

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from migrate import certs, xconfig
+from migrate import pem, xconfig
 from migrate.errors import CertError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def _old_parse(data: bytes) -> tuple[xconfig.Setting, ...]:
 
 
 def _old_split_headers(lines: list[bytes], place: Callable[[], str]):
-    """``certs._split_headers`` as it was, on the old regex."""
+    """``pem._split_headers`` as it was, on the old regex."""
     ws = b" \t\r\n\v\f"
     first = next((i for i, text in enumerate(lines) if text.strip(ws)), None)
     if first is None or b":" not in lines[first]:
@@ -220,7 +220,7 @@ class TestPemHeaders:
         """A line is a header with the same name and value as the old regex gave, or not one exactly when it was not."""
         old = OLD_HEADER.fullmatch(line)
         expected = None if old is None else (old[1].decode("ascii"), old[2].decode("ascii", "replace"))
-        assert certs._header(line) == expected
+        assert pem._header(line) == expected
 
     @given(_HEADER_LINES)
     @example([b"Proc-Type: 4,ENCRYPTED", b" a", b"\tb", b"DEK-Info: x", b" c", b"", b"AAAA"])
@@ -231,9 +231,7 @@ class TestPemHeaders:
         def place():
             return "the block"
 
-        assert _outcome(lambda: certs._split_headers(lines, place)) == _outcome(
-            lambda: _old_split_headers(lines, place)
-        )
+        assert _outcome(lambda: pem._split_headers(lines, place)) == _outcome(lambda: _old_split_headers(lines, place))
 
     @given(_ARMOUR_TEXT)
     @example(b"-----BEGIN A-B C-----\t\r\n")
@@ -241,13 +239,13 @@ class TestPemHeaders:
     @example(b"-----END A- B-----")
     def test_armour_lines_match_as_the_old_regexes_matched(self, text):
         """The BEGIN and END regexes, now atomic, match the same span and label as before."""
-        assert _match(certs._BEGIN.match(text)) == _match(OLD_BEGIN.match(text))
-        assert _match(certs._END.match(text)) == _match(OLD_END.match(text))
+        assert _match(pem._BEGIN.match(text)) == _match(OLD_BEGIN.match(text))
+        assert _match(pem._END.match(text)) == _match(OLD_END.match(text))
 
     @given(_BASE64_TEXT)
     def test_base64_check_matches_as_the_old_regex_matched(self, text):
         """The possessive base64 check accepts exactly the texts the old regex accepted."""
-        assert (certs._BASE64.fullmatch(text) is None) == (OLD_BASE64.fullmatch(text) is None)
+        assert (pem._BASE64.fullmatch(text) is None) == (OLD_BASE64.fullmatch(text) is None)
 
 
 # --- Worst cases, each in a child process ---------------------------------------------
@@ -257,7 +255,7 @@ TIMEOUT = 20
 
 _CHILD = """
 import json, time
-from migrate import certs, policy, xconfig
+from migrate import certs, pem, policy, xconfig
 from migrate.errors import CertError
 MIB = 1 << 20
 data = {data}
@@ -270,7 +268,7 @@ print(json.dumps({{"seconds": time.perf_counter() - start, "outcome": outcome}})
 """
 
 _SETTINGS = "[[s.name, s.value] for s in xconfig.parse(data)]"
-_HEADERS = "[[[name, len(value)] for name, value in b.headers] for b in certs.pem_blocks(data)]"
+_HEADERS = "[[[name, len(value)] for name, value in b.headers] for b in pem.pem_blocks(data)]"
 _CA = "len(certs.load_ca_bundle(data))"
 
 
@@ -338,8 +336,8 @@ WORST_CASES = [
     ("ca-100k-begin-lines", 'b"-----BEGIN CERTIFICATE-----\\n" * 100_000', _CA, "pem-malformed"),
     ("ca-label-run", 'b"-----BEGIN " + b"A-" * (MIB // 2) + b"-----\\n"', _CA, "pem-malformed"),
     ("ca-base64-body", _pem("CERTIFICATE", '(b"QUFB" * 16 + b"\\n") * (MIB // 65)'), _CA, "cert-unparsable"),
-    ("ca-30k-blocks", "(" + _SMALL + ") * 30_000", "len(certs.pem_blocks(data))", 30_000),
-    ("ca-blank-run-between-blocks", _SMALL + ' + b" " * MIB + ' + _SMALL, "len(certs.pem_blocks(data))", 2),
+    ("ca-30k-blocks", "(" + _SMALL + ") * 30_000", "len(pem.pem_blocks(data))", 30_000),
+    ("ca-blank-run-between-blocks", _SMALL + ' + b" " * MIB + ' + _SMALL, "len(pem.pem_blocks(data))", 2),
 ]
 
 

@@ -102,7 +102,7 @@ def _file_findings(analysis: Analysis, rule: policy.FileRule, warn_days: int) ->
                     "restore it from a backup or a diagnostic bundle before migrating",
                 )
             ]
-        if rule.name == "server-ssh.pem":
+        if rule.store == "server" and rule.kind == "bundle":  # server-ssh.pem
             return [
                 Finding(
                     "ssh-bundle-absent",

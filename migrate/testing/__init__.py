@@ -1,6 +1,7 @@
 """The test kit: what rehearsals, this project's tests and users' own QA pipelines build on.
 
 - :mod:`~migrate.testing.factory`: X15.4 nodes from parameters, with real certificates from test CAs;
+- :mod:`~migrate.testing.pki`: those test CAs, identities, CRLs and CSRs, in memory;
 - :mod:`~migrate.testing.faults`: the fault injector (fail, cut the power or SIGKILL at call N);
 - :mod:`~migrate.testing.tree`: a node's tree as a value (read, write, compare);
 - :mod:`~migrate.testing.samples`: the bundled sample nodes;
