@@ -197,13 +197,21 @@ def reading(layout: Layout) -> Iterator[None]:
 
 
 def _share(fd: int, layout: Layout) -> None:
-    """Take the lock on ``fd`` shared, at once; :class:`LockError` while a writer holds it."""
+    """Take the lock on ``fd`` shared, at once; :class:`LockError` while a writer holds it.
+
+    Any other failure (an I/O error) is ``node-unreadable``: nothing was read or changed.
+    """
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as exc:
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise _held(layout, _read_holder(fd)) from None
-        raise
+        raise NodeError(
+            f"the node's lock cannot be taken ({os.strerror(exc.errno or errno.EIO)}); nothing was changed",
+            id="node-unreadable",
+            path=layout.rel(layout.lock),
+            hint="check the file system and the system log (dmesg), then run the command again",
+        ) from None
 
 
 def _open_lock_readonly(layout: Layout) -> int | None:
