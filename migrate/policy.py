@@ -175,6 +175,7 @@ FILES: tuple[FileRule, ...] = (
     FileRule("client-ssh.pem", "bundle", 0o600, "_pfwd", "client", required=False, counterpart="server-ssh.pem"),
 )
 RULES = {rule.name: rule for rule in FILES}
+CA_FILE = next(rule.name for rule in FILES if rule.kind == "ca")  # ca.pem, the trust list both stores use
 CLIENT_FILES: tuple[FileRule, ...] = tuple(rule for rule in FILES if rule.store == "client")
 
 

@@ -62,14 +62,14 @@ def node_view(role: str, analysis: Analysis) -> tuple[NodeView, list[Finding]]:
     """The :class:`NodeView` of an analysed node, and what is worth saying about it."""
     state, _ = checks.node_state(analysis)
     checking_on, source, findings = _checking_mode(analysis)
-    ca = analysis.material.get("ca.pem")
+    ca = analysis.material.get(policy.CA_FILE)
     trusted = ca.certs if ca is not None and ca.error is None else ()
     if not trusted:
         findings.append(
             Finding(
                 "ca-list-unusable",
                 WARNING,
-                analysis.snapshot.files["ca.pem"].path,
+                analysis.snapshot.files[policy.CA_FILE].path,
                 f"the {_NAMES[role]}'s ca.pem is missing or cannot be read: it trusts no certificate",
                 "install the trusted CA list (ca.pem)",
             )
