@@ -71,34 +71,28 @@ def _record(fd: int, path: str, parent: Dir | None, name: str | None) -> Dir:
     )
 
 
-def open_root(path: str) -> Dir:
-    """Open the node root as the user named it (links in the user's own path are followed)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+def _open(name: str, flags: int, path: str, parent: Dir | None) -> Dir:
+    fd = os.open(name, flags) if parent is None else os.open(name, flags, dir_fd=parent.fd)
     try:
-        return _record(fd, path, None, None)
+        return _record(fd, path, parent, None if parent is None else name)
     except BaseException:
         os.close(fd)
         raise
+
+
+def open_root(path: str) -> Dir:
+    """Open the node root as the user named it (links in the user's own path are followed)."""
+    return _open(path, DIR_FLAGS & ~os.O_NOFOLLOW, path, None)
 
 
 def open_child(parent: Dir, name: str) -> Dir:
     """Open the directory ``name`` of ``parent``; a link there fails (``ELOOP``/``ENOTDIR``), never followed."""
-    fd = os.open(name, DIR_FLAGS, dir_fd=parent.fd)
-    try:
-        return _record(fd, f"{parent.path.rstrip('/')}/{name}", parent, name)
-    except BaseException:
-        os.close(fd)
-        raise
+    return _open(name, DIR_FLAGS, f"{parent.path.rstrip('/')}/{name}", parent)
 
 
 def open_absolute(path: str) -> Dir:
     """Open a directory named by an absolute path outside the node root (``--cert-dir``), refusing a final link."""
-    fd = os.open(path, DIR_FLAGS)
-    try:
-        return _record(fd, path, None, None)
-    except BaseException:
-        os.close(fd)
-        raise
+    return _open(path, DIR_FLAGS, path, None)
 
 
 @attrs.define

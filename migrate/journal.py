@@ -154,15 +154,16 @@ def _held(layout: Layout, holder: str) -> LockError:
 
 
 @contextlib.contextmanager
-def locked(layout: Layout) -> Iterator[int]:
-    """Hold the node's migration lock for the ``with`` block (see :func:`acquire`)."""
+def locked(layout: Layout) -> Iterator[tuple[Held, Dir]]:
+    """Hold the node's directories and its migration lock for the ``with`` block; the held directories and the
+    state directory (see :func:`acquire`)."""
     from .scan import hold
 
     held = hold(layout)
     try:
-        fd, _ = acquire(held, layout)
+        fd, state = acquire(held, layout)
         try:
-            yield fd
+            yield held, state
         finally:
             with contextlib.suppress(OSError):  # the descriptor is released even when close reports an error
                 os.close(fd)

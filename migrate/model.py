@@ -148,39 +148,41 @@ class Snapshot:
     default_acls: Mapping[str, Acl] = attrs.field(factory=dict)
     root_dir: FileState | None = None  # the node root itself, as it was opened
 
-    @property
-    def journal_problem(self) -> str | None:
-        """Why the journal (with the configuration copy beside it) cannot be trusted; None when it can or is absent."""
+    # The journal, validated once when the snapshot is made: (the record, None) or (None, why not).
+    _journal_read: tuple[Journal | None, str | None] = attrs.field(init=False, eq=False, repr=False)
+
+    @_journal_read.default
+    def _read_journal(self) -> tuple[Journal | None, str | None]:
         from . import record
 
         j = self.journal
         if not j.exists:
-            return None
+            return None, None
         if j.kind == "too-large":
-            return f"it is over {policy.MAX_JOURNAL_BYTES} bytes, larger than any journal this tool writes"
+            return None, f"it is over {policy.MAX_JOURNAL_BYTES} bytes, larger than any journal this tool writes"
         if j.kind == "unreadable":
-            return f"it cannot be read ({j.error})"
+            return None, f"it cannot be read ({j.error})"
         problem = policy.state_file_problem(j.kind, j.mode, j.uid, self.euid)
         if problem is None and self.config_backup.exists:
             backup = self.config_backup
             found = policy.state_file_problem(backup.kind, backup.mode, backup.uid, self.euid)
             problem = None if found is None else f"the configuration copy beside it: {found}"
         if problem is not None:
-            return problem
+            return None, problem
         try:
-            record.load(j.data, self.layout)
+            return record.load(j.data, self.layout), None
         except record.Invalid as exc:
-            return str(exc)
-        return None
+            return None, str(exc)
+
+    @property
+    def journal_problem(self) -> str | None:
+        """Why the journal (with the configuration copy beside it) cannot be trusted; None when it can or is absent."""
+        return self._journal_read[1]
 
     @property
     def journal_record(self) -> Journal | None:
         """The journal as a validated :class:`migrate.record.Journal`; None when absent or not to be trusted."""
-        from . import record
-
-        if not self.journal.exists or self.journal_problem is not None:
-            return None
-        return record.load(self.journal.data, self.layout)
+        return self._journal_read[0]
 
     @property
     def fingerprint(self) -> str:

@@ -198,13 +198,15 @@ def _scan(layout: Layout, held: dirs.Held, now: datetime | None) -> Snapshot:
     config_dir, config_name = config.rsplit("/", 1)
     config_dir = config_dir or "/"
     seen: dict[str, FileState] = {}
-    reached: dict[str, dirs.Dir | None] = {}
-    for target in _dirs_to_check(layout):
+
+    def reach(target: str) -> dirs.Dir | None:
+        """Walk to ``target``, noting the state of each directory on the way; its ``Dir`` when reached."""
         steps, d = dirs.walk(held, target)
         for path, st, step_dir, error in steps:
-            if path not in seen:
-                seen[path] = _dir_state(path, _rel(root, path), st, step_dir, error)
-        reached[target] = d
+            seen.setdefault(path, _dir_state(path, _rel(root, path), st, step_dir, error))
+        return d
+
+    reached = {target: reach(target) for target in _dirs_to_check(layout)}
     cert = reached.get(cert_dir) if cert_dir != root else held.root
     cfg_dir = reached.get(config_dir) if config_dir != root else held.root
     files = {}
@@ -238,10 +240,7 @@ def _scan(layout: Layout, held: dirs.Held, now: datetime | None) -> Snapshot:
             if published is not None and published.kind == "file" and published.inode == temp.inode:
                 files[name] = attrs.evolve(published, staged_links=published.staged_links + 1)
     state_dir_path, journal_path, backup_path = map(os.fspath, (layout.state_dir, layout.journal, layout.config_backup))
-    steps, state = dirs.walk(held, state_dir_path)
-    for path, st, step_dir, error in steps:
-        if path not in seen:
-            seen[path] = _dir_state(path, _rel(root, path), st, step_dir, error)
+    state = reach(state_dir_path)
     state_dir = seen.get(state_dir_path) or FileState(_rel(root, state_dir_path), "missing")
     if state is not None:
         journal = read_capped(policy.JOURNAL_NAME, policy.MAX_JOURNAL_BYTES, _rel(root, journal_path), dir_fd=state.fd)

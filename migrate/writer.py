@@ -22,7 +22,7 @@ from .checks import Finding
 from .dirs import Dir, Held
 from .errors import ApplyError, BlockedError, JournalError, MigrateError, PlanError, PrivilegeError, RollbackError
 from .plan import Plan, check_saved_plan, edited_config, make_plan
-from .scan import Layout, Snapshot, hold, read_capped, scan
+from .scan import Layout, Snapshot, read_capped, scan
 
 log = logs.get_logger(__name__)
 
@@ -72,23 +72,13 @@ def _require_root(command: str) -> None:
 
 @contextlib.contextmanager
 def _holding(layout: Layout, failure: MigrateError) -> Iterator[tuple[Held, Dir]]:
-    """Hold the node's directories and its lock; a file-system error while taking them becomes ``failure``."""
-    try:
-        held = hold(layout)
-    except OSError as exc:
-        raise _unchanged(failure, exc) from exc
-    try:
+    """:func:`journal.locked`; a file-system error while taking the directories or the lock becomes ``failure``."""
+    with contextlib.ExitStack() as stack:
         try:
-            fd, state = journal.acquire(held, layout)
+            held, state = stack.enter_context(journal.locked(layout))
         except OSError as exc:
             raise _unchanged(failure, exc) from exc
-        try:
-            yield held, state
-        finally:
-            with contextlib.suppress(OSError):  # the descriptor is released even when close reports an error
-                os.close(fd)
-    finally:
-        held.close()
+        yield held, state
 
 
 def _unchanged(failure: MigrateError, exc: OSError) -> MigrateError:

@@ -41,9 +41,12 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(path: Path) -> set[str]:
-    """Every module ``path`` imports (absolute names; ``from . import x`` gives ``migrate.x``), anywhere in it."""
-    name = module_name(path)
+def imports_of(path: Path, name: str | None = None) -> set[str]:
+    """Every module ``path`` imports (absolute names; ``from . import x`` gives ``migrate.x``), anywhere in it.
+
+    ``name`` is the module's dotted name (default: from its place in the package).
+    """
+    name = name or module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -129,19 +132,8 @@ class TestContracts:
         """The import reader sees a lazy import inside a function, the kind a contract must catch."""
         source = tmp_path / "mod.py"
         source.write_text("def f():\n    import os\n    from .scan import scan\n")
-        found = imports_of_outside(source)
+        found = imports_of(source, "migrate.mod")
         assert {"os", "migrate.scan"} <= found
-
-
-def imports_of_outside(path: Path) -> set[str]:
-    """:func:`imports_of` for a file outside the package, read as if it were ``migrate.mod``."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            found.add(("migrate." if node.level else "") + (node.module or ""))
-    return found
 
 
 class TestPublicNames:
