@@ -13,10 +13,11 @@ import argparse
 import contextlib
 import sys
 
+from . import streams
+
+# ``plan --detailed-exitcode`` shares 2 with usage errors, as Terraform's does: a script tells them
+# apart by the report on stdout (a usage error prints none).
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PENDING, EXIT_INTERRUPTED = 0, 1, 2, 2, 130
-# What ``rehearse NODE`` copies into memory at most: the files' sizes as listed (a sparse file counts in full).
-REHEARSE_MAX_BYTES = 64 << 20
-REHEARSE_MAX_ENTRIES = 10_000
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -194,38 +195,20 @@ def _precheck(args) -> tuple[dict, int]:
 
 def _precheck_fleet(args) -> tuple[dict, int]:
     """Precheck every node under ``--fleet``, with a progress bar on a terminal."""
-    import os
+    from . import commands
 
-    from . import fleet
-    from .errors import MigrateError
-
-    top = os.path.abspath(args.fleet)
-    if not os.path.isdir(top):
-        raise MigrateError(
-            f"{args.fleet} is not a directory", id="fleet-missing", hint="pass the directory that holds the node roots"
-        )
-    jobs = args.jobs or os.cpu_count() or 1
-    walk_findings: list = []
-    results = fleet.run(top, walk_findings, jobs=jobs, warn_days=args.warn_days)
-    if not sys.stderr.isatty():  # piped: no bar, and no need to load one
-        with contextlib.closing(results):
-            nodes = list(results)
-    else:
+    progress = None
+    if sys.stderr.isatty():  # piped: no bar, and no need to load one
         from tqdm import tqdm
 
         tqdm.monitor_interval = 0  # no monitor thread: the workers fork from a single-threaded process
-        with contextlib.closing(results), tqdm(results, desc="precheck", unit=" nodes", file=sys.stderr) as bar:
-            nodes = list(bar)
-    if not nodes:
-        skipped = "; ".join(f.path for f in walk_findings if f.severity != "info")
-        raise MigrateError(
-            f"no node root (a directory holding persistent/certs) under {args.fleet}"
-            + (f"; not readable: {skipped}" if skipped else ""),
-            id="fleet-empty",
-            hint="pass the directory that holds the node roots",
-        )
-    doc = fleet.fleet_doc(top, nodes, walk_findings)
-    return doc, EXIT_OK if doc["ready"] else EXIT_FAIL
+
+        def progress(results):
+            with tqdm(results, desc="precheck", unit=" nodes", file=sys.stderr) as bar:
+                yield from bar
+
+    result = commands.precheck_fleet(args.fleet, jobs=args.jobs, warn_days=args.warn_days, progress=progress)
+    return result.as_dict(), EXIT_OK if result.ready else EXIT_FAIL
 
 
 def _plan(args) -> tuple[dict, int]:
@@ -255,25 +238,9 @@ def _write_user_file(path: str, data: bytes) -> None:
 
 
 def _apply(args) -> tuple[dict, int]:
-    from . import writer
-    from .plan import load_saved_plan
-    from .scan import read_capped
+    from . import commands, writer
 
-    saved = None
-    if args.plan:
-        from pathlib import Path
-
-        from .errors import PlanError
-
-        state = read_capped(Path(args.plan), 16 << 20, args.plan)
-        if state.data is None:
-            raise PlanError(
-                f"cannot read the plan file ({state.kind})",
-                id="plan-unreadable",
-                path=args.plan,
-                hint="pass the file written by plan --out",
-            )
-        saved = load_saved_plan(state.data, args.plan)
+    saved = commands.load_plan_file(args.plan) if args.plan else None
     outcome = writer.apply(_layout(args), saved_plan=saved, warn_days=args.warn_days)
     return outcome.as_dict(), EXIT_OK if outcome.ok else EXIT_FAIL
 
@@ -299,57 +266,10 @@ def _status(args) -> tuple[dict, int]:
 
 
 def _rehearse(args) -> tuple[dict, int]:
-    from . import policy
+    from .testing import command
 
-    if args.node:
-        tree, root = _read_node_tree(args.node)
-        from .testing import rehearsal  # after the read: a refused node costs no import of the cycle
-
-        reports = [rehearsal.rehearse_tree(tree, root, crash=args.crash)]
-    else:
-        from .testing import rehearsal
-        from .testing.samples import sample_names
-
-        reports = rehearsal.rehearse_samples(args.sample or list(sample_names()), crash=args.crash)
-    ok = all(r.ok for r in reports)
-    doc = {
-        "format_version": policy.FORMAT_VERSION,
-        "command": "rehearse",
-        "ok": ok,
-        "crash_points": sum(r.crash_points for r in reports),
-        "rehearsals": [r.as_dict() for r in reports],
-    }
-    return doc, EXIT_OK if ok else EXIT_FAIL
-
-
-def _read_node_tree(node: str) -> tuple[dict, str]:
-    """The whole tree of the node at ``node`` (to copy into memory), and its absolute root; bounded."""
-    import os
-
-    from .errors import NodeError
-    from .scan import Layout
-    from .testing.tree import TreeTooLarge, read_tree
-
-    root = str(Layout.for_node(node).root)
-    try:
-        return read_tree(root, max_total_bytes=REHEARSE_MAX_BYTES, max_entries=REHEARSE_MAX_ENTRIES), root
-    except TreeTooLarge as exc:
-        raise NodeError(
-            f"the node at {root} is too large to rehearse in memory: {exc}",
-            id="node-too-large",
-            hint=f"a rehearsal copies the whole node into memory, at most {REHEARSE_MAX_BYTES >> 20} MiB of files"
-            f" and {REHEARSE_MAX_ENTRIES} paths; the migration itself only needs the certificate store and the"
-            " configuration: copy persistent/certs and persistent/xconfiguration.txt with cp -a into an empty"
-            " directory's persistent/ and rehearse that",
-        ) from None
-    except (OSError, ValueError) as exc:
-        if not os.path.lexists(root):
-            raise NodeError(
-                f"no node at {root}", id="node-missing", hint="pass the node root, e.g. /tandberg"
-            ) from None
-        raise NodeError(
-            f"cannot read the node at {root}: {exc}", id="node-unreadable", hint="pass a readable node root"
-        ) from None
+    result = command.rehearse(args.node, samples=args.sample, crash=args.crash)
+    return result.as_dict(), EXIT_OK if result.ok else EXIT_FAIL
 
 
 def _assess(args) -> tuple[dict, int]:
@@ -376,38 +296,15 @@ COMMANDS = {
 def _render(doc: dict, fmt: str) -> str:
     from .report import render
 
-    if doc.get("command") == "rehearse":
-        if fmt == "json":
-            return render(doc, fmt)
-        parts = [render(r, fmt) for r in doc["rehearsals"]]
-        verdict = "ok" if doc["ok"] else "NOT OK"
-        tail = f"rehearsal: {verdict}\n" if fmt == "text" else f"**Rehearsal: {verdict}**\n"
-        return "\n".join(parts) + "\n" + tail
     return render(doc, fmt)
 
 
-class _PlainError:
-    """The one line and JSON object of a :class:`~migrate.errors.MigrateError`, for when errors.py cannot be loaded.
-
-    Keep in step with ``MigrateError.one_line`` and ``as_dict``.
-    """
-
-    def __init__(self, id: str, message: str, hint: str) -> None:
-        self.id, self.message, self.hint, self.path = id, message, hint, None
-
-    def one_line(self) -> str:
-        return f"error[{self.id}]: {self.message} -- hint: {self.hint}"
-
-    def as_dict(self) -> dict[str, str | None]:
-        return {"id": self.id, "message": self.message, "path": self.path, "hint": self.hint}
-
-
 def _error(id: str, message: str, hint: str):
-    """A :class:`~migrate.errors.MigrateError`, or its :class:`_PlainError` stand-in if errors.py cannot be loaded."""
+    """A :class:`~migrate.errors.MigrateError`, or its :class:`streams.PlainError` stand-in if errors.py cannot be loaded."""
     try:
         from .errors import MigrateError
     except Exception:  # noqa: BLE001 - errors.py itself is broken: the same line, built here
-        return _PlainError(id, message, hint)
+        return streams.PlainError(id, message, hint)
     return MigrateError(message, id=id, hint=hint)
 
 
@@ -432,49 +329,6 @@ def _unwritable(exc: Exception, code: int):
     )
 
 
-def _write_stdout(text: str) -> None:
-    """Write ``text`` to stdout and flush it: a full disk, an I/O error or a closed pipe raise here, not at exit."""
-    out = sys.stdout
-    if out is None:  # the process started without a descriptor 1
-        import errno
-
-        raise OSError(errno.EBADF, "stdout is closed")
-    out.write(text)
-    out.flush()
-
-
-def _silence_stdout() -> None:
-    """After a failed write, point stdout's descriptor at /dev/null: the flush at exit cannot fail again."""
-    import os
-
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # captured, replaced or closed: no descriptor to point elsewhere
-        return
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-    except OSError:
-        return
-    try:
-        os.dup2(null, fd)
-    except OSError:
-        pass
-    finally:
-        os.close(null)
-
-
-def _print_stderr(text: str) -> None:
-    """``text`` on stderr; when stderr itself cannot be written there is nowhere left to say anything."""
-    err = sys.stderr
-    if err is None:
-        return
-    try:
-        err.write(text if text.endswith("\n") else text + "\n")
-        err.flush()
-    except (OSError, ValueError):
-        pass
-
-
 def _debug_requested(args, argv: list[str] | None) -> bool:
     """``--debug``, from the parsed arguments, or from argv itself when they could not be parsed (a broken install)."""
     if args is not None:
@@ -486,12 +340,12 @@ def _debug_requested(args, argv: list[str] | None) -> bool:
 def _report_error(exc, args, code: int = EXIT_FAIL, *, cause: BaseException | None = None, stdout_ok=True) -> int:
     """One line on stderr (with ``--debug`` then the traceback of ``cause``); with ``--format json`` also the
     error object on stdout, unless stdout is what failed.  Never raises."""
-    _print_stderr(exc.one_line())
+    streams.print_stderr(exc.one_line())
     if cause is not None:
         import traceback
 
         with contextlib.suppress(Exception):  # the line is out; a traceback that cannot be printed is no second error
-            _print_stderr("".join(traceback.format_exception(cause)))
+            streams.print_stderr("".join(traceback.format_exception(cause)))
     if stdout_ok and getattr(args, "format", None) == "json":
         try:
             from .policy import FORMAT_VERSION
@@ -506,18 +360,18 @@ def _report_error(exc, args, code: int = EXIT_FAIL, *, cause: BaseException | No
 
             text = json.dumps(doc, indent=2) + "\n"
         try:
-            _write_stdout(text)
+            streams.write_stdout(text)
         except (OSError, ValueError):  # stdout fails too: the one line on stderr stands alone
-            _silence_stdout()
+            streams.silence_stdout()
     return code
 
 
 def _write_report(text: str, args, code: int, debug: bool) -> int:
     """Write the report; one ``report-unwritable`` line (exit 1) if stdout refuses it."""
     try:
-        _write_stdout(text)
+        streams.write_stdout(text)
     except (OSError, ValueError) as exc:  # ENOSPC, EIO, EPIPE, a closed file
-        _silence_stdout()
+        streams.silence_stdout()
         return _report_error(_unwritable(exc, code), args, EXIT_FAIL, cause=exc if debug else None, stdout_ok=False)
     return code
 

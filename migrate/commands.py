@@ -3,7 +3,8 @@
 The command line (:mod:`migrate.cli`) parses arguments, calls one of these,
 renders the result and turns it into an exit code; it reads nothing itself.
 ``apply`` and ``rollback`` are :mod:`migrate.writer`'s, ``rehearse`` the test
-kit's, ``precheck --fleet`` :mod:`migrate.fleet`'s.  Every answer about a node
+kit's (:mod:`migrate.testing.command`), ``precheck --fleet`` runs
+:mod:`migrate.fleet`.  Every answer about a node
 is read while holding the node's lock shared (:func:`migrate.journal.reading`),
 so it never describes a node that another run is changing.
 """
@@ -140,3 +141,68 @@ def assess(core: Layout, edge: Layout, *, public_ca: str | None = None, cutoff=N
     pair = [facts.analyse(scan(layout, now=when)) for layout in (core, edge)]
     public_cas, source = read_public_cas(public_ca)
     return judge(pair[0], pair[1], public_cas=public_cas, public_source=source, now=when, cutoff=cutoff)
+
+
+def load_plan_file(path: str) -> dict:
+    """The plan document saved by ``plan --out`` at ``path``, checked as a plan (not yet against the node)."""
+    from pathlib import Path
+
+    from .errors import PlanError
+    from .plan import load_saved_plan
+
+    state = read_capped(Path(path), 16 << 20, path)
+    if state.data is None:
+        raise PlanError(
+            f"cannot read the plan file ({state.kind})",
+            id="plan-unreadable",
+            path=path,
+            hint="pass the file written by plan --out",
+        )
+    return load_saved_plan(state.data, path)
+
+
+@attrs.frozen
+class FleetPrecheck:
+    """``precheck --fleet``: every node's precheck, the summary, and the directories that could not be walked."""
+
+    doc: dict[str, object]
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.doc["ready"])
+
+    def as_dict(self) -> dict[str, object]:
+        return self.doc
+
+
+def precheck_fleet(
+    fleet_dir: str, *, jobs: int | None = None, warn_days: int = policy.EXPIRY_WARNING_DAYS, progress=None
+) -> FleetPrecheck:
+    """Precheck every node root under ``fleet_dir`` with ``jobs`` processes (default: one per core).
+
+    ``progress``, if given, wraps the stream of node results (the command line's progress bar).
+    """
+    import contextlib
+    import os
+
+    from . import fleet
+    from .errors import MigrateError
+
+    top = os.path.abspath(fleet_dir)
+    if not os.path.isdir(top):
+        raise MigrateError(
+            f"{fleet_dir} is not a directory", id="fleet-missing", hint="pass the directory that holds the node roots"
+        )
+    walk_findings: list[Finding] = []
+    results = fleet.run(top, walk_findings, jobs=jobs or os.cpu_count() or 1, warn_days=warn_days)
+    with contextlib.closing(results):
+        nodes = list(progress(results) if progress is not None else results)
+    if not nodes:
+        skipped = "; ".join(f.path or "" for f in walk_findings if f.severity != "info")
+        raise MigrateError(
+            f"no node root (a directory holding persistent/certs) under {fleet_dir}"
+            + (f"; not readable: {skipped}" if skipped else ""),
+            id="fleet-empty",
+            hint="pass the directory that holds the node roots",
+        )
+    return FleetPrecheck(fleet.fleet_doc(top, nodes, walk_findings))

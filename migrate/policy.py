@@ -126,6 +126,10 @@ MAX_JOURNAL_BYTES = 1 << 20
 MAX_RETIRED_LINES = 64
 # A retired setting's old value is shown (in the plan and the journal) up to this many characters.
 MAX_SHOWN_VALUE = 64
+# What ``rehearse NODE`` copies into memory at most: the files' sizes as listed (a sparse file
+# counts in full), and the number of paths.
+REHEARSE_MAX_BYTES = 64 << 20
+REHEARSE_MAX_ENTRIES = 10_000
 
 # A certificate that expires within this many days is reported.
 EXPIRY_WARNING_DAYS = 30

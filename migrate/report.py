@@ -24,6 +24,11 @@ def render(doc: dict, fmt: str) -> str:
     """``doc`` in the format ``fmt``; always ends with a newline."""
     if fmt == "json":
         return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+    if doc.get("command") == "rehearse" and "rehearsals" in doc:
+        parts = [render(r, fmt) for r in doc["rehearsals"]]
+        verdict = "ok" if doc["ok"] else "NOT OK"
+        tail = f"rehearsal: {verdict}\n" if fmt == "text" else f"**Rehearsal: {verdict}**\n"
+        return "\n".join(parts) + "\n" + tail
     if doc.get("command") == "precheck" and "fleet" in doc and "error" not in doc:
         lines = _fleet_markdown(doc) if fmt == "markdown" else _fleet_text(doc)
         return "\n".join(lines).rstrip("\n") + "\n"

@@ -33,7 +33,7 @@ TEST_KIT = {"migrate.testing"}  # the whole package: factory, pki, faults, tree,
 ENGINE = {"migrate.model", "migrate.policy", "migrate.actions", "migrate.record", "migrate.plan", "migrate.xconfig",
           "migrate.pem", "migrate.acl", "migrate.errors", "migrate.checks", "migrate.scan", "migrate.dirs",
           "migrate.facts", "migrate.certs", "migrate.fsops", "migrate.journal", "migrate.writer", "migrate.assess",
-          "migrate.fleet", "migrate.report", "migrate.logs", "migrate.commands"}  # fmt: skip
+          "migrate.fleet", "migrate.report", "migrate.logs", "migrate.commands", "migrate.streams"}  # fmt: skip
 
 
 def module_name(path: Path) -> str:

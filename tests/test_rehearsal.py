@@ -24,7 +24,7 @@ import pytest
 import structlog
 from pyfakefs.helpers import get_gid, get_uid, set_gid, set_uid
 
-from migrate import cli, plan, policy, writer
+from migrate import plan, policy, writer
 from migrate.cli import _render, main
 from migrate.errors import MigrateError
 from migrate.scan import Layout
@@ -245,7 +245,7 @@ class TestRehearseCap:
         assert len(err.splitlines()) == 1 and "Traceback" not in err
         assert err.startswith(f"error[node-too-large]: the node at {root} is too large to rehearse in memory: ")
         hint = err.split(" -- hint: ", 1)[1]
-        assert f"{cli.REHEARSE_MAX_BYTES >> 20} MiB" in hint and f"{cli.REHEARSE_MAX_ENTRIES} paths" in hint
+        assert f"{policy.REHEARSE_MAX_BYTES >> 20} MiB" in hint and f"{policy.REHEARSE_MAX_ENTRIES} paths" in hint
         assert "persistent/certs" in hint and "persistent/xconfiguration.txt" in hint
         assert _listing(root) == before  # nothing written, chmod'ed, chown'ed, added or removed
 
@@ -263,7 +263,7 @@ class TestRehearseCap:
         """A node of exactly the entry cap's paths rehearses; one path more is refused with node-too-large."""
         root = build_node(tmp_path / "node", NodeSpec())
         paths = sum(len(dirnames) + len(filenames) for _, dirnames, filenames in os.walk(root))
-        monkeypatch.setattr(cli, "REHEARSE_MAX_ENTRIES", paths + 1)
+        monkeypatch.setattr(policy, "REHEARSE_MAX_ENTRIES", paths + 1)
         os.mkdir(root / "junk")
         code, _, err = run("rehearse", root, "--no-crash")
         assert code == 0, err
