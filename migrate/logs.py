@@ -7,8 +7,13 @@ default level.  So a record below the threshold the command line sets is
 dropped here, and structlog is imported, and configured by the command line's
 ``setup``, only for the first record that passes.
 
-Until :func:`configure` is called (a library caller, a test) every record is
-handed to structlog, with whatever configuration its caller gave it.
+Until :func:`configure` is called, the package is a quiet library: a record
+goes to the standard library's :mod:`logging`, under the module's name
+(``migrate.writer``...), where a :class:`logging.NullHandler` on ``migrate``
+keeps it silent until the caller configures logging (``logging.basicConfig``,
+or structlog's standard-library integration).  Nothing is ever written to
+stdout.  ``configure(level)`` with no ``setup`` hands records at or above
+``level`` to structlog as its caller set it up.
 """
 
 from __future__ import annotations
@@ -19,17 +24,34 @@ DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40  # the standard library's numbers, 
 
 _threshold = 0
 _setup: Callable | None = None
+_configured = False
+_quiet: object = None  # the NullHandler on ``migrate``, once the first unconfigured record is emitted
 
 
 def configure(level: int, setup: Callable | None = None) -> None:
     """Drop records below ``level`` unseen; call ``setup(structlog)`` once, when structlog is first needed."""
-    global _threshold, _setup
-    _threshold, _setup = level, setup
+    global _threshold, _setup, _configured
+    _threshold, _setup, _configured = level, setup, True
 
 
 def reset() -> None:
-    """Forget :func:`configure`: every record goes to structlog, configured as its caller left it."""
-    configure(0, None)
+    """Forget :func:`configure`: the package is a quiet library again (records go to :mod:`logging`)."""
+    global _threshold, _setup, _configured
+    _threshold, _setup, _configured = 0, None, False
+
+
+def _stdlib(name: str, level: int, event: str, kw: dict) -> None:
+    """An unconfigured record: to :mod:`logging`, silent unless the caller configured it."""
+    global _quiet
+    import logging
+
+    if _quiet is None:
+        _quiet = logging.NullHandler()
+        logging.getLogger(__name__.partition(".")[0]).addHandler(_quiet)
+    logger = logging.getLogger(name)
+    if logger.isEnabledFor(level):
+        fields = " ".join(f"{key}={value}" for key, value in kw.items())
+        logger.log(level, "%s", f"{event} {fields}".rstrip(), extra={"event": event, "fields": kw})
 
 
 def _structlog():
@@ -51,6 +73,9 @@ class Logger:
         self.name = name
 
     def _emit(self, level: int, method: str, event: str, kw: dict) -> None:
+        if not _configured:
+            _stdlib(self.name, level, event, kw)
+            return
         if level < _threshold:
             return
         getattr(_structlog().get_logger(self.name), method)(event, **kw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -43,12 +44,22 @@ class TestCommandLine:
 
 
 class TestLogger:
-    def test_unconfigured_records_reach_structlog(self):
-        """Without configure(), every record goes to structlog as its caller set it up (here: captured)."""
+    def test_unconfigured_library_is_silent(self, capsys):
+        """Without configure(), records reach neither stdout nor stderr, and structlog's default printer is unused."""
         with structlog.testing.capture_logs() as records:
-            logs.get_logger("t").debug("deep", n=1)
-            logs.get_logger("t").info("said", path="/x")
-        assert [(r["event"], r["log_level"]) for r in records] == [("deep", "debug"), ("said", "info")]
+            logs.get_logger("migrate.t").info("said", path="/x")
+            logs.get_logger("migrate.t").warning("warned")
+        assert records == []
+        assert capsys.readouterr() == ("", "")
+
+    def test_unconfigured_records_go_to_stdlib_logging(self, caplog):
+        """A caller that configures the standard library's logging gets the records, with their fields."""
+        with caplog.at_level(logging.DEBUG, logger="migrate"):
+            logs.get_logger("migrate.writer").info("file_created", path="/x/client.pem", mode="0o440")
+        [record] = [r for r in caplog.records if r.name == "migrate.writer"]
+        assert record.levelno == logging.INFO
+        assert record.getMessage() == "file_created path=/x/client.pem mode=0o440"
+        assert (record.event, record.fields) == ("file_created", {"path": "/x/client.pem", "mode": "0o440"})
 
     def test_threshold_drops_records_before_structlog(self):
         """Below the configured level nothing reaches structlog, and setup runs once, for the first record above."""
@@ -64,10 +75,37 @@ class TestLogger:
         assert calls == [structlog]
         assert [r["event"] for r in records] == ["kept", "kept too"]
 
-    def test_reset_forgets_the_threshold(self):
-        """reset() hands every record to structlog again."""
-        logs.configure(logs.ERROR)
+    def test_configure_without_setup_hands_records_to_structlog(self):
+        """configure(level) alone hands the records at or above level to structlog as its caller set it up."""
+        logs.configure(logs.INFO)
+        with structlog.testing.capture_logs() as records:
+            logs.get_logger("t").debug("dropped")
+            logs.get_logger("t").info("said")
+        assert [r["event"] for r in records] == ["said"]
+
+    def test_reset_makes_it_quiet_again(self, capsys):
+        """reset() forgets configure(): records go to logging again, and nothing is printed."""
+        logs.configure(logs.DEBUG)
         logs.reset()
         with structlog.testing.capture_logs() as records:
             logs.get_logger("t").info("said")
-        assert [r["event"] for r in records] == ["said"]
+        assert records == [] and capsys.readouterr() == ("", "")
+
+
+LIBRARY_PROBE = """
+import sys
+from migrate import apply, Layout
+outcome = apply(Layout.for_node(sys.argv[1]))
+assert outcome.ok, outcome
+"""
+
+
+class TestLibrary:
+    def test_apply_from_python_prints_nothing(self, tmp_path):
+        """apply called from Python, in a fresh interpreter with no logging set up, writes nothing to stdout or stderr."""
+        node = build_node(tmp_path / "node", NodeSpec())
+        done = subprocess.run([sys.executable, "-c", LIBRARY_PROBE, str(node)], capture_output=True, text=True)
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+        assert (node / "persistent" / "certs" / "client.pem").read_bytes() == (
+            node / "persistent" / "certs" / "server.pem"
+        ).read_bytes()
