@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 _EXPORTS = {
     "Analysis": "model",

@@ -120,5 +120,67 @@ class CompleteJournal:
         return {"action": self.kind}
 
 
+@attrs.frozen
+class Previous:
+    """What a client file held before an install replaced it: digest, mode and owner.
+
+    Its bytes are kept in the state directory (:func:`migrate.policy.previous_name`), never in the journal.
+    """
+
+    sha256: str
+    mode: int
+    uid: int
+    gid: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {"sha256": self.sha256, "mode": f"{self.mode:04o}", "uid": self.uid, "gid": self.gid}
+
+
+@attrs.frozen
+class ReplaceFile:
+    """Publish new bytes at the client file ``path`` (``sha256``), with ``mode`` and owner, replacing ``previous``.
+
+    ``previous`` is None when nothing was there.  Its reverse puts back the
+    previous bytes, mode and owner (or removes the file).
+    """
+
+    path: str
+    mode: int
+    uid: int
+    gid: int
+    sha256: str
+    previous: Previous | None
+    kind = "replace-file"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "action": self.kind,
+            "path": self.path,
+            "mode": f"{self.mode:04o}",
+            "uid": self.uid,
+            "gid": self.gid,
+            "sha256": self.sha256,
+            "previous": None if self.previous is None else self.previous.as_dict(),
+        }
+
+    def reverse(self) -> RestoreFile | RemoveFile:
+        if self.previous is None:
+            return RemoveFile(path=self.path, sha256=self.sha256)
+        return RestoreFile(path=self.path, sha256=self.sha256, previous=self.previous)
+
+
+@attrs.frozen
+class RestoreFile:
+    """Put back at ``path`` the bytes, mode and owner it held before an install, if it still holds the install's (``sha256``)."""
+
+    path: str
+    sha256: str
+    previous: Previous
+    kind = "restore-file"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"action": self.kind, "path": self.path, "sha256": self.sha256, "previous": self.previous.as_dict()}
+
+
 Action = CreateFile | RemoveTemp | RetireSetting | AddSetting | CompleteJournal
 CONFIG_ACTIONS = (RetireSetting, AddSetting)

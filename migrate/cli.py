@@ -1,5 +1,8 @@
 """The command line: the one place that prints reports and turns errors into exit codes.
 
+The arguments are :mod:`migrate.arguments`'s; each command's handler here calls
+one function that returns a typed result, and renders its ``as_dict()``.
+
 Reports go to stdout, logs to stderr.  ``main(argv)`` returns the exit code:
 0 success, 1 refused / blocked / failed, 2 usage error (and, for
 ``plan --detailed-exitcode``, changes pending).  Every failure, a report that
@@ -9,7 +12,6 @@ is one line on stderr, never a traceback (``--debug`` adds it).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 
@@ -18,135 +20,6 @@ from . import streams
 # ``plan --detailed-exitcode`` shares 2 with usage errors, as Terraform's does: a script tells them
 # apart by the report on stdout (a usage error prints none).
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PENDING, EXIT_INTERRUPTED = 0, 1, 2, 2, 130
-
-
-def _parser() -> argparse.ArgumentParser:
-    from . import __version__, policy
-
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--format", choices=("text", "json", "markdown"), default="text", help="report format (default: text)"
-    )
-    common.add_argument(
-        "--log-format", choices=("console", "json"), default="console", help="log format on stderr (default: console)"
-    )
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv: debug)")
-    common.add_argument("--debug", action="store_true", help="on an error, print its traceback after its line")
-
-    node = argparse.ArgumentParser(add_help=False)
-    node.add_argument("node", metavar="NODE", help="the node root (on an appliance: /tandberg)")
-    node.add_argument("--cert-dir", metavar="DIR", help="the certificate directory (default: NODE/persistent/certs)")
-    node.add_argument(
-        "--config", metavar="FILE", help="the xConfiguration text (default: NODE/persistent/xconfiguration.txt)"
-    )
-    checks = argparse.ArgumentParser(add_help=False)
-    checks.add_argument(
-        "--warn-days",
-        type=int,
-        default=policy.EXPIRY_WARNING_DAYS,
-        metavar="N",
-        help=f"report certificates that expire within N days (default: {policy.EXPIRY_WARNING_DAYS})",
-    )
-
-    parser = argparse.ArgumentParser(
-        prog="expressway-migrate",
-        description="Migrate a Cisco Expressway node's certificate store from X15.4 to X15.5, safely and reversibly.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("precheck", parents=[common, checks], help="read-only checks; exit 1 if any blocker")
-    p.add_argument("node", metavar="NODE", nargs="?", help="the node root (on an appliance: /tandberg)")
-    p.add_argument("--cert-dir", metavar="DIR", help="the certificate directory (default: NODE/persistent/certs)")
-    p.add_argument(
-        "--config", metavar="FILE", help="the xConfiguration text (default: NODE/persistent/xconfiguration.txt)"
-    )
-    p.add_argument(
-        "--fleet",
-        metavar="DIR",
-        help="precheck every node root under DIR (a directory holding persistent/certs) instead of NODE",
-    )
-    p.add_argument(
-        "--jobs",
-        type=_positive_int,
-        metavar="N",
-        help="with --fleet: worker processes (default: one per core; 1 runs in this process)",
-    )
-    p = sub.add_parser("plan", parents=[common, node, checks], help="the precheck plus the actions apply would take")
-    p.add_argument("--out", metavar="FILE", help="also write the plan's JSON to FILE, for apply --plan")
-    p.add_argument(
-        "--detailed-exitcode",
-        action="store_true",
-        help="exit 0 when there is nothing to do, 2 when changes are pending",
-    )
-    p = sub.add_parser("apply", parents=[common, node, checks], help="migrate the node, then prove the result")
-    p.add_argument("--plan", metavar="FILE", help="execute this saved plan; refused if the node changed since")
-    sub.add_parser("verify", parents=[common, node], help="check the X15.5 invariants on disk")
-    p = sub.add_parser("rollback", parents=[common, node], help="return a migrated node to its exact X15.4 state")
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="move files changed since the migration to a directory outside the store, then roll back",
-    )
-    sub.add_parser("status", parents=[common, node], help="say which state the node is in")
-    p = sub.add_parser(
-        "assess",
-        parents=[common],
-        help="will the traversal zone, SSH tunnels, MRA and WebRTC still work; exit 1 if a service fails",
-    )
-    p.add_argument("--core", required=True, metavar="NODE", help="the Core's node root (X15.4 or X15.5)")
-    p.add_argument("--edge", required=True, metavar="NODE", help="the Edge's node root (X15.4 or X15.5)")
-    p.add_argument(
-        "--public-ca",
-        metavar="FILE",
-        help="PEM CAs treated as publicly trusted (default: the system trust store)",
-    )
-    p.add_argument(
-        "--cutoff",
-        metavar="DATE",
-        type=_iso_date,
-        help="the public CAs' clientAuth cut-off, YYYY-MM-DD (default: per CA, see policy.CLIENT_AUTH_CUTOFFS)",
-    )
-    p = sub.add_parser("rehearse", parents=[common], help="rehearse the whole upgrade in memory; the node is only read")
-    p.add_argument("node", metavar="NODE", nargs="?", help="the node root (default: the bundled sample nodes)")
-    p.add_argument("--sample", metavar="NAME", action="append", help="rehearse this bundled sample (default: all)")
-    p.add_argument(
-        "--no-crash",
-        dest="crash",
-        action="store_false",
-        help="skip the crash rehearsal (stopping apply and rollback at each file-system call)",
-    )
-    return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return value
-
-
-def _check_usage(parser: argparse.ArgumentParser, args) -> None:
-    """The rules argparse cannot state: precheck takes NODE or --fleet, exactly one."""
-    if args.command != "precheck":
-        return
-    if (args.node is None) == (args.fleet is None):
-        parser.error("precheck: pass either NODE or --fleet DIR, not both and not neither")
-    if args.fleet is not None and (args.cert_dir or args.config):
-        parser.error("precheck: --cert-dir and --config name one node's files; they do not apply to --fleet")
-    if args.fleet is None and args.jobs is not None:
-        parser.error("precheck: --jobs applies only with --fleet")
-
-
-def _iso_date(text: str):
-    from datetime import date
-
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _configure_logging(fmt: str, verbosity: int) -> None:
@@ -216,10 +89,10 @@ def _plan(args) -> tuple[dict, int]:
 
     plan = _make_plan(args, warn_days=args.warn_days)
     doc = plan.as_dict()
-    if args.out:
-        _write_user_file(args.out, json.dumps(plan.as_dict(), indent=2).encode() + b"\n")
-    if not plan.ready:
+    if not plan.ready:  # a blocked node has no plan to save: --out writes nothing
         return doc, EXIT_FAIL
+    if args.out:
+        _write_user_file(args.out, json.dumps(doc, indent=2).encode() + b"\n")
     if args.detailed_exitcode and plan.actions:
         return doc, EXIT_PENDING
     return doc, EXIT_OK
@@ -266,10 +139,16 @@ def _status(args) -> tuple[dict, int]:
 
 
 def _rehearse(args) -> tuple[dict, int]:
-    from .testing import command
+    from .testing import _command as command
 
     result = command.rehearse(args.node, samples=args.sample, crash=args.crash)
     return result.as_dict(), EXIT_OK if result.ok else EXIT_FAIL
+
+
+def _sample(args) -> tuple[dict, int]:
+    from .testing import _command as command
+
+    return command.lay_out(args.dest, args.role).as_dict(), EXIT_OK
 
 
 def _assess(args) -> tuple[dict, int]:
@@ -277,18 +156,53 @@ def _assess(args) -> tuple[dict, int]:
     from .scan import Layout
 
     layouts = (Layout.for_node(args.core), Layout.for_node(args.edge))
-    result = commands.assess(*layouts, public_ca=args.public_ca, cutoff=args.cutoff)
+    every = [day for name, day in args.cutoff if name is None]
+    result = commands.assess(
+        *layouts,
+        public_ca=args.public_ca,
+        cutoff=every[-1] if every else None,  # plain --cutoff DATE: every CA, as before
+        cutoffs={name: day for name, day in args.cutoff if name is not None},
+        at=args.at,
+        peers=dict(args.peer),
+    )
     return result.as_dict(), EXIT_FAIL if result.failed else EXIT_OK
+
+
+def _csr(args) -> tuple[dict, int]:
+    from . import csr
+
+    result = csr.request(_layout(args), new_key=args.new_key, reuse_key=args.reuse_key, out=args.out)
+    return result.as_dict(), EXIT_OK
+
+
+def _install_client(args) -> tuple[dict, int]:
+    from . import clientcert, clientstore
+    from .install import InstallRequest
+
+    request = InstallRequest(
+        cert=args.cert,
+        key=args.key,
+        chain=args.chain,
+        peer=args.peer,
+        server_copy=args.server_copy,
+        warn_days=args.warn_days,
+    )
+    run = clientcert.plan_install if args.plan_only else clientstore.install
+    report = run(_layout(args), request)
+    return report.as_dict(), EXIT_OK if report.ok else EXIT_FAIL
 
 
 COMMANDS = {
     "precheck": _precheck,
+    "csr": _csr,
+    "install-client": _install_client,
     "plan": _plan,
     "apply": _apply,
     "verify": _verify,
     "rollback": _rollback,
     "status": _status,
     "rehearse": _rehearse,
+    "sample": _sample,
     "assess": _assess,
 }
 
@@ -329,23 +243,51 @@ def _unwritable(exc: Exception, code: int):
     )
 
 
+def _words(argv: list[str] | None) -> list[str]:
+    """The options of the command line before ``--``, for when they could not be parsed."""
+    words = sys.argv[1:] if argv is None else argv
+    return words[: words.index("--")] if "--" in words else words
+
+
 def _debug_requested(args, argv: list[str] | None) -> bool:
     """``--debug``, from the parsed arguments, or from argv itself when they could not be parsed (a broken install)."""
     if args is not None:
         return bool(getattr(args, "debug", False))
-    words = sys.argv[1:] if argv is None else argv
-    return "--debug" in words[: words.index("--")] if "--" in words else "--debug" in words
+    return "--debug" in _words(argv)
 
 
-def _report_error(exc, args, code: int = EXIT_FAIL, *, cause: BaseException | None = None, stdout_ok=True) -> int:
-    """One line on stderr (with ``--debug`` then the traceback of ``cause``); with ``--format json`` also the
-    error object on stdout, unless stdout is what failed.  Never raises."""
-    streams.print_stderr(exc.one_line())
+def _json_logs_requested(args, argv: list[str] | None) -> bool:
+    """``--log-format json``, from the parsed arguments, or from argv itself when they could not be parsed."""
+    if args is not None:
+        return getattr(args, "log_format", None) == "json"
+    words = _words(argv)
+    return "--log-format=json" in words or any(
+        a == "--log-format" and b == "json" for a, b in zip(words, words[1:], strict=False)
+    )
+
+
+def _report_error(
+    exc, args, code: int = EXIT_FAIL, *, cause: BaseException | None = None, stdout_ok=True, json_logs=False
+) -> int:
+    """One line on stderr (with ``--debug`` then the traceback of ``cause``), or with ``--log-format json`` one JSON
+    record holding both; with ``--format json`` also the error object on stdout, unless stdout is what failed.
+    Never raises."""
+    trace = None
     if cause is not None:
         import traceback
 
-        with contextlib.suppress(Exception):  # the line is out; a traceback that cannot be printed is no second error
-            streams.print_stderr("".join(traceback.format_exception(cause)))
+        with contextlib.suppress(Exception):  # a traceback that cannot be formatted is no second error
+            trace = "".join(traceback.format_exception(cause))
+    if json_logs or _json_logs_requested(args, None if args is not None else []):
+        extra = {"exception": trace} if trace is not None else {}
+        fields = exc.as_dict()
+        streams.print_stderr(
+            streams.json_record(fields["id"], fields["message"], fields["hint"], fields["path"], **extra)
+        )
+    else:
+        streams.print_stderr(exc.one_line())
+        if trace is not None:
+            streams.print_stderr(trace)
     if stdout_ok and getattr(args, "format", None) == "json":
         try:
             from .policy import FORMAT_VERSION
@@ -366,13 +308,15 @@ def _report_error(exc, args, code: int = EXIT_FAIL, *, cause: BaseException | No
     return code
 
 
-def _write_report(text: str, args, code: int, debug: bool) -> int:
+def _write_report(text: str, args, code: int, debug: bool, json_logs: bool = False) -> int:
     """Write the report; one ``report-unwritable`` line (exit 1) if stdout refuses it."""
     try:
         streams.write_stdout(text)
     except (OSError, ValueError) as exc:  # ENOSPC, EIO, EPIPE, a closed file
         streams.silence_stdout()
-        return _report_error(_unwritable(exc, code), args, EXIT_FAIL, cause=exc if debug else None, stdout_ok=False)
+        return _report_error(
+            _unwritable(exc, code), args, EXIT_FAIL, cause=exc if debug else None, stdout_ok=False, json_logs=json_logs
+        )
     return code
 
 
@@ -385,14 +329,17 @@ def main(argv: list[str] | None = None) -> int:
     traceback unless ``--debug`` asks for it.
     """
     args = None
+    json_logs = _json_logs_requested(None, argv)
     try:
-        parser = _parser()
+        from . import arguments  # inside the try: a module that cannot be loaded is one line, not a traceback
+
+        parser = arguments.parser(json_errors=json_logs)
         try:
             args = parser.parse_args(argv)
-            _check_usage(parser, args)
+            arguments.check_usage(parser, args)
         except SystemExit as exc:  # usage error, --help or --version: argparse has written what it had to say
             code = exc.code if isinstance(exc.code, int) else EXIT_USAGE
-            return _write_report("", None, code, _debug_requested(None, argv))
+            return _write_report("", None, code, _debug_requested(None, argv), json_logs)
         _configure_logging(args.log_format, args.verbose)
         from .errors import MigrateError
 
@@ -403,10 +350,11 @@ def main(argv: list[str] | None = None) -> int:
         text = _render(doc, args.format)
     except KeyboardInterrupt as exc:
         error = _error("interrupted", "interrupted", "run status to see the node's state")
-        return _report_error(error, args, EXIT_INTERRUPTED, cause=exc if _debug_requested(args, argv) else None)
+        cause = exc if _debug_requested(args, argv) else None
+        return _report_error(error, args, EXIT_INTERRUPTED, cause=cause, json_logs=json_logs)
     except Exception as exc:  # noqa: BLE001 - a defect or a broken install, not the user's mistake: one line
         error = _internal_error(exc)
-        return _report_error(error, args, cause=exc if _debug_requested(args, argv) else None)
+        return _report_error(error, args, cause=exc if _debug_requested(args, argv) else None, json_logs=json_logs)
     return _write_report(text, args, code, args.debug)
 
 

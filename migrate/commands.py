@@ -3,7 +3,7 @@
 The command line (:mod:`migrate.cli`) parses arguments, calls one of these,
 renders the result and turns it into an exit code; it reads nothing itself.
 ``apply`` and ``rollback`` are :mod:`migrate.writer`'s, ``rehearse`` the test
-kit's (:mod:`migrate.testing.command`), ``precheck --fleet`` runs
+kit's (:mod:`migrate.testing._command`), ``precheck --fleet`` runs
 :mod:`migrate.fleet`.  Every answer about a node
 is read while holding the node's lock shared (:func:`migrate.journal.reading`),
 so it never describes a node that another run is changing.
@@ -131,16 +131,74 @@ def read_public_cas(path: str | None) -> tuple[tuple, str]:
         return (), f"the system trust store ({cafile}: {exc.message})"
 
 
-def assess(core: Layout, edge: Layout, *, public_ca: str | None = None, cutoff=None, now: datetime | None = None):
-    """Will the pair's services still work after the upgrade (:func:`migrate.assess.assess`)."""
+def assess(
+    core: Layout,
+    edge: Layout,
+    *,
+    public_ca: str | None = None,
+    cutoff=None,
+    now: datetime | None = None,
+    at=None,
+    cutoffs=None,
+    peers=None,
+):
+    """Will the pair's services still work after the upgrade (:func:`migrate.assess.assess`).
+
+    ``at`` (a date) judges the pair on that day instead of now; ``cutoffs`` maps a cut-off
+    table entry to its date, ``cutoff`` replaces them all; ``peers`` maps a peer's name to a
+    PEM file of the certificate it presents.
+    """
     from datetime import UTC
 
     from .assess import assess as judge
 
     when = now or datetime.now(UTC)
     pair = [facts.analyse(scan(layout, now=when)) for layout in (core, edge)]
+    if at is not None and at != when.date():
+        when = datetime(at.year, at.month, at.day, tzinfo=UTC)
     public_cas, source = read_public_cas(public_ca)
-    return judge(pair[0], pair[1], public_cas=public_cas, public_source=source, now=when, cutoff=cutoff)
+    certs_of = {name: _read_peer(name, path) for name, path in (peers or {}).items()}
+    try:
+        return judge(
+            pair[0],
+            pair[1],
+            public_cas=public_cas,
+            public_source=source,
+            now=when,
+            cutoff=cutoff,
+            cutoffs=cutoffs,
+            peers=certs_of,
+        )
+    except ValueError as exc:  # an unknown --cutoff CA (migrate.assess.cutoff_table)
+        known = ", ".join(entry.ca for entry in policy.CLIENT_AUTH_CUTOFFS)
+        raise CertError(
+            f"--cutoff names {exc.args[0]!r}, which is not in the cut-off table",
+            id="cutoff-ca-unknown",
+            hint=f"use one of: {known} (any case), or --cutoff DATE for every public CA",
+        ) from None
+
+
+def _read_peer(name: str, path: str) -> tuple:
+    """The certificates of ``--peer NAME=FILE``, leaf first."""
+    import os
+    from pathlib import Path
+
+    from . import certs
+
+    state = read_capped(Path(os.path.realpath(path)), policy.MAX_PEM_BYTES, path)
+    if state.data is None:
+        raise CertError(
+            f"cannot read the certificate of peer {name!r} ({state.error or state.kind})",
+            id="peer-unreadable",
+            path=path,
+            hint="pass --peer NAME=FILE with a readable PEM file of the certificate the peer presents",
+        )
+    try:
+        return certs.load_certificates(state.data)
+    except CertError as exc:
+        raise CertError(
+            f"the certificate of peer {name!r} cannot be used: {exc.message}", id=exc.id, path=path, hint=exc.hint
+        ) from None
 
 
 def load_plan_file(path: str) -> dict:

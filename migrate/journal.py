@@ -243,6 +243,12 @@ def remove_state(held: Held, layout: Layout) -> None:
     held.drop(os.fspath(layout.state_dir))
 
 
+def close_dir(d: Dir) -> None:
+    """Close a directory this run opened (a read-only descriptor: closing it loses nothing)."""
+    with contextlib.suppress(OSError):
+        os.close(d.fd)
+
+
 def _read_holder(fd: int) -> str:
     try:
         os.lseek(fd, 0, os.SEEK_SET)

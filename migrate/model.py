@@ -21,6 +21,7 @@ from .acl import Acl
 from .errors import CertError
 
 if TYPE_CHECKING:
+    from .install_record import InstallJournal
     from .record import Journal
 
 
@@ -147,6 +148,7 @@ class Snapshot:
     # The default ACLs of the directories keys and the tool's state are created in, by display path; only those set.
     default_acls: Mapping[str, Acl] = attrs.field(factory=dict)
     root_dir: FileState | None = None  # the node root itself, as it was opened
+    install_journal: FileState | None = None  # an install's journal (install-client), None when none was read
 
     # The journal, validated once when the snapshot is made: (the record, None) or (None, why not).
     _journal_read: tuple[Journal | None, str | None] = attrs.field(init=False, eq=False, repr=False)
@@ -174,6 +176,42 @@ class Snapshot:
         except record.Invalid as exc:
             return None, str(exc)
 
+    _install_read: tuple[InstallJournal | None, str | None] = attrs.field(init=False, eq=False, repr=False)
+
+    @_install_read.default
+    def _read_install_journal(self) -> tuple[InstallJournal | None, str | None]:
+        from . import install_record, record
+
+        j = self.install_journal
+        if j is None or not j.exists:
+            return None, None
+        if j.kind == "too-large":
+            return None, f"it is over {policy.MAX_JOURNAL_BYTES} bytes, larger than any journal this tool writes"
+        if j.kind == "unreadable":
+            return None, f"it cannot be read ({j.error})"
+        problem = policy.state_file_problem(j.kind, j.mode, j.uid, self.euid)
+        if problem is not None:
+            return None, problem
+        try:
+            return install_record.load(j.data, self.layout, self.files), None
+        except record.Invalid as exc:
+            return None, str(exc)
+
+    @property
+    def install_exists(self) -> bool:
+        """Whether the node has an install journal (trusted or not)."""
+        return self.install_journal is not None and self.install_journal.exists
+
+    @property
+    def install_problem(self) -> str | None:
+        """Why the install journal cannot be trusted; None when it can or is absent."""
+        return self._install_read[1]
+
+    @property
+    def install_record(self) -> InstallJournal | None:
+        """The install journal, validated (:mod:`migrate.install_record`); None when absent or not to be trusted."""
+        return self._install_read[0]
+
     @property
     def journal_problem(self) -> str | None:
         """Why the journal (with the configuration copy beside it) cannot be trusted; None when it can or is absent."""
@@ -195,6 +233,9 @@ class Snapshot:
             "journal": self.journal.identity(),
             "config_backup": self.config_backup.identity(),
         }
+        if self.install_exists:  # only when there is one: a node without keeps the fingerprint it had
+            assert self.install_journal is not None
+            parts["install_journal"] = self.install_journal.identity()
         if self.default_acls:  # only when there are some, as for a file's ACL
             parts["default_acls"] = {path: acl.identity() for path, acl in sorted(self.default_acls.items())}
         blob = json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()

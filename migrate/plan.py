@@ -157,7 +157,12 @@ def load_saved_plan(data: bytes, source: str) -> dict[str, Any]:
         raise PlanError(
             f"{source} is not a plan file (not JSON)", id="plan-invalid", hint="write one with plan --out"
         ) from None
-    if not isinstance(saved, dict) or saved.get("format_version") != FORMAT_VERSION or "fingerprint" not in saved:
+    if (
+        not isinstance(saved, dict)
+        or saved.get("format_version") != FORMAT_VERSION
+        or "fingerprint" not in saved
+        or not isinstance(saved.get("node"), str)
+    ):
         raise PlanError(
             f"{source} is not a plan file of format version {FORMAT_VERSION}",
             id="plan-invalid",
@@ -167,7 +172,13 @@ def load_saved_plan(data: bytes, source: str) -> dict[str, Any]:
 
 
 def check_saved_plan(saved: Mapping[str, object], current: Plan) -> None:
-    """Refuse a saved plan unless the node is exactly as it was when the plan was made."""
+    """Refuse a saved plan unless it is this node's, and the node is exactly as it was when the plan was made."""
+    if saved.get("node") != current.node:
+        raise PlanError(
+            f"the plan was made for another node ({str(saved.get('node'))[:200]!r}), not {current.node}",
+            id="plan-other-node",
+            hint=f"pass the plan made for this node, or make one: plan {current.node} --out FILE",
+        )
     if saved["fingerprint"] != current.fingerprint:
         raise PlanError(
             "the node changed since the plan was made",

@@ -219,6 +219,32 @@ RETIRED_SETTING = "XCP TLS Certificate CVS EnableServerEkuUpload"
 CHECKING_SETTING = "SIP TLS Certificate ExtendedKeyUsage Checking Mode"
 CHECKING_DEFAULT = "On"
 
+# --- Settings the assessment reads (issue 13) ---------------------------------
+# Names as the appliance prints them: RETIRED_SETTING and CHECKING_SETTING from Cisco's technote
+# (https://www.cisco.com/c/en/us/support/docs/unified-communications/telepresence-video-communication-server-expressway/225693-navigate-client-eku-sunset-with.html,
+# read 2026-11-29); the zone settings from an xConfiguration listing in a Cisco TAC troubleshooting
+# guide (Webex Hybrid Call Service, "*c xConfiguration Zones Zone 7 TraversalServer SIP TLS Verify Mode",
+# "... TraversalServer SIP TLS Verify Subject Name", "... TraversalClient Peer 1 Address",
+# "... TraversalServer Collaboration Edge", "... Type", "... Name"; read 2026-11-29).  The Neighbor
+# zone's names follow the same pattern (Neighbor SIP TLS Verify Mode is printed so; its Subject Name
+# and Peer Address are *inferred* from the traversal zones' names).
+ZONE_PREFIX = "Zones Zone"  # then the zone's number, then one of the names below
+ZONE_NAME, ZONE_TYPE = "Name", "Type"
+TRAVERSAL_SERVER, TRAVERSAL_CLIENT, NEIGHBOR, DNS_ZONE = "TraversalServer", "TraversalClient", "Neighbor", "DNS"
+ZONE_TLS_VERIFY_MODE = "SIP TLS Verify Mode"  # after the zone type: "Neighbor SIP TLS Verify Mode"
+ZONE_TLS_VERIFY_NAME = "SIP TLS Verify Subject Name"
+ZONE_TRANSPORT = "SIP Transport"
+ZONE_UC_EDGE = "Collaboration Edge"  # On for the Unified Communications traversal zone
+ZONE_PEER_ADDRESS = "Peer {peer} Address"  # TraversalClient and Neighbor zones, peers 1 to 6
+# Every setting the tool relies on: a line naming one that the parser cannot read is a finding (a
+# blocker for plan and apply, which would otherwise add a second Checking Mode line).
+RELIED_ON_SETTINGS = (RETIRED_SETTING, CHECKING_SETTING)
+RELIED_ON_ZONE_SETTINGS = tuple(
+    f"{kind} {name}"
+    for kind in (TRAVERSAL_SERVER, TRAVERSAL_CLIENT, NEIGHBOR, DNS_ZONE)
+    for name in (ZONE_TLS_VERIFY_MODE, ZONE_TLS_VERIFY_NAME)
+)
+
 # --- What a missing clientAuth breaks (DOMAIN.md, "Who presents what") ------
 
 NO_CLIENT_AUTH_CONSEQUENCE = (
@@ -230,23 +256,86 @@ NO_CLIENT_AUTH_CONSEQUENCE = (
 NO_CLIENT_AUTH_FIX = (
     "after the upgrade install a client certificate with serverAuth and clientAuth from a private CA "
     "in the client store (public CAs no longer issue clientAuth); turning EKU checking off is not a fix"
+    " for the SSH tunnels, MRA or WebRTC; on an Edge you may instead keep it and have each mTLS peer turn"
+    " its client-EKU check off (condition 4)"
+)
+# The same, said of an X15.5 node whose client store is a copy of server.pem: the store as it is.
+NO_CLIENT_AUTH_CONSEQUENCE_X155 = (
+    "the client store holds a copy of it (client.pem), which this node presents whenever it initiates TLS: "
+    "on a Core the Edge refuses the SSH tunnels (TCP 2222) whatever its EKU checking mode, so MRA and the "
+    "WebRTC proxy fail, and the traversal zone fails while the Edge's checking is On; on an Edge, mTLS "
+    "peers such as Webex that check clientAuth refuse it"
+)
+NO_CLIENT_AUTH_FIX_X155 = (
+    "install a client certificate with serverAuth and clientAuth from a private CA in the client store "
+    "(public CAs no longer issue clientAuth); turning EKU checking off restores the traversal zone only, not "
+    "the SSH tunnels, MRA or WebRTC; on an Edge you may instead keep it and have each mTLS peer turn its "
+    "client-EKU check off (condition 4)"
 )
 
 # --- Assessment: who presents what, and what breaks (DOMAIN.md) --------------
 
-# The public CAs' clientAuth cut-off: a certificate they issue after this date has no clientAuth.
-# Matched, case-insensitively, as a part of the organisation name (O=) of the presented
-# certificate's issuer or of any CA above it.  ``--cutoff DATE`` overrides them all.
-CLIENT_AUTH_CUTOFFS: tuple[tuple[str, str], ...] = (
-    ("DigiCert", "2027-03-15"),
-    ("Sectigo", "2026-05-15"),
-    ("USERTrust", "2026-05-15"),  # Sectigo's roots
-    ("COMODO", "2026-05-15"),  # Sectigo's older roots
-    ("Let's Encrypt", "2026-02-11"),  # the classic profile
-    ("Internet Security Research Group", "2026-02-11"),  # Let's Encrypt's roots
+# --- clientAuth cut-offs: sourced data (issue 13) ------------------------------------------------
+# The public CAs' clientAuth cut-off: a certificate they issue on or after ``date`` has no clientAuth,
+# so a certificate relied on for clientAuth breaks at its first renewal on or after that day (its
+# expiry), not on the cut-off itself.  ``orgs`` are matched, case-insensitively, as a part of the
+# organisation name (O=) of the issuer of the presented certificate or of any CA above it;
+# ``key_ids`` (hex subject key identifiers of the CA's roots or intermediates) match better and are
+# tried first: add them here once read from the CA's own certificates.  Every entry has a source
+# and the day it was read; ``note`` says where sources disagree.  When in doubt, the earlier date
+# is the safe one: a CA not in the table gets the earliest date (UNKNOWN_CA_CUTOFF), with a finding.
+# ``--cutoff CA=DATE`` overrides one entry, ``--cutoff DATE`` every one.
+
+
+@attrs.frozen
+class CutOff:
+    """One public CA's clientAuth cut-off, with where it was read."""
+
+    ca: str  # the name ``--cutoff CA=DATE`` uses
+    orgs: tuple[str, ...]
+    date: str  # YYYY-MM-DD
+    source: str
+    read: str  # YYYY-MM-DD: the day the source was read
+    note: str = ""
+    key_ids: tuple[str, ...] = ()
+
+
+CUTOFFS_READ = "2026-11-29"
+CLIENT_AUTH_CUTOFFS: tuple[CutOff, ...] = (
+    CutOff(
+        "DigiCert",
+        ("DigiCert",),
+        "2027-03-01",
+        "https://knowledge.digicert.com/alerts/sunsetting-client-authentication-eku-from-digicert-public-tls-certificates",
+        CUTOFFS_READ,
+        "ALERT53, modified 2026-03-03; earlier versions said 2026-05-01; this table said 2027-03-15 before",
+    ),
+    CutOff(
+        "Sectigo",
+        ("Sectigo", "USERTrust", "COMODO"),  # Sectigo's roots, old and new
+        "2026-05-15",
+        "https://sectigo.com/faq-client-authentication-eku-deprecation",
+        CUTOFFS_READ,
+        "Sectigo's FAQ says 2026-05-15; resellers report extensions (Trustico: 2026-10-31; others 2027-02-10): "
+        "the FAQ's date is kept, the earlier one",
+    ),
+    CutOff(
+        "Let's Encrypt",
+        ("Let's Encrypt", "Internet Security Research Group"),  # ISRG: Let's Encrypt's roots
+        "2026-02-11",
+        "https://letsencrypt.org/2025/05/14/ending-tls-client-authentication/",
+        CUTOFFS_READ,
+        "the default classic profile; the opt-in tlsclient profile kept clientAuth until 2026-05-13",
+    ),
 )
-# Any other public CA: the Chrome Root Program's deadline for subscriber certificates.
-DEFAULT_CLIENT_AUTH_CUTOFF = "2027-03-15"
+# The Chrome Root Program's deadline for server-auth-only hierarchies: no public CA trusted by Chrome issues
+# clientAuth in a hierarchy Chrome trusts after it (as restated by Certum,
+# https://support.certum.eu/en/technical-news/sunsetting-the-clientauth-eku-from-certum-ssl-tls-certificates, read
+# 2026-11-29; DOMAIN.md reads 2027-03-15 for subscriber certificates).  Informational: each CA's own date rules.
+CHROME_SERVER_AUTH_ONLY_DEADLINE = "2026-06-15"
+# A public CA not in the table: the earliest date known, never the latest.
+UNKNOWN_CA_CUTOFF = min(entry.date for entry in CLIENT_AUTH_CUTOFFS)
+DEFAULT_CLIENT_AUTH_CUTOFF = UNKNOWN_CA_CUTOFF  # the name earlier versions used
 
 # EKU rules an acceptor (or peer) applies to the certificate presented to it.
 #   clientAuth / serverAuth: that EKU (a certificate without EKU extension is unrestricted);
@@ -363,21 +452,111 @@ PRESENTED_FILES = {
     "server": ("server.pem",),
 }
 
-# The fix for a failed check, by kind of failure; {cert}, {verifier}, {presenter} are filled in.
+# The X15.5 server-store option that copies a server-only certificate into the client store (DOMAIN.md).
+UPLOAD_AS_CLIENT_OPTION = "upload server certificate file as client certificate"
+# The fixes that still work after the public CAs' cut-off (DOMAIN.md conditions 2.1 and 4); every fix
+# below is one of them or works whatever the date (trust, names, clocks, a private CA's renewal).
+PRIVATE_CLIENT_CERT = (
+    "install on the {presenter} a client certificate with serverAuth and clientAuth from a private CA the "
+    "{verifier} trusts (after a public CA's cut-off only a private CA issues clientAuth)"
+)
+CONDITION_4 = (
+    "keep the server-only certificate in the client store (X15.5's server-store option '"
+    + UPLOAD_AS_CLIENT_OPTION
+    + "') and have the peer turn its client-EKU check off: without it the peer refuses the handshake"
+)
+# The fix for a failed check, by kind of failure; {cert}, {verifier}, {presenter}, {store}, {date},
+# {breaks}, {name}, {names} are filled in.  No fix here may fail on the day it is offered: the assessment
+# never offers "renew" for a certificate relied on for clientAuth once its public CA's cut-off has passed.
 ASSESS_FIXES = {
     "missing": "install the {store} certificate on the {presenter} (run precheck on it for the details)",
     "expired": "renew {cert} (and the copy in the other store if it is one)",
+    "expired-after-cutoff": "a renewal of {cert} from its public CA carries no clientAuth on or after {date}: "
+    + PRIVATE_CLIENT_CERT,
+    "expired-after-cutoff-peer": "a renewal of {cert} from its public CA carries no clientAuth on or after {date}: "
+    + CONDITION_4
+    + "; or install on the {presenter} a client certificate with clientAuth from a private CA the peer trusts",
     "not-yet-valid": "check the {presenter}'s clock and {cert}'s validity dates",
     "untrusted": "add the CA that issued {cert} to the {verifier}'s ca.pem, or install a {store} certificate "
     "from a CA the {verifier} trusts",
     "untrusted-public": "use a {store} certificate from a public CA, or make sure every remote party trusts "
     "the CA that issued {cert}",
-    "eku-client": "install on the {presenter} a client certificate with serverAuth and clientAuth from a private "
-    "CA the {verifier} trusts (public CAs no longer issue clientAuth); turning EKU checking off is not a fix: "
+    "untrusted-public-client": "make sure every remote peer trusts the CA that issued {cert}; or use the "
+    "{presenter}'s public server certificate as its client certificate (X15.5's server-store option '"
+    + UPLOAD_AS_CLIENT_OPTION
+    + "'): it has no clientAuth after the public CAs' cut-off, so each peer must turn its client-EKU check off",
+    "eku-client": PRIVATE_CLIENT_CERT + "; turning the {verifier}'s EKU checking Off restores this traversal zone "
+    "only, not the SSH tunnels, MRA or the WebRTC proxy",
+    "eku-client-ssh": PRIVATE_CLIENT_CERT + "; turning EKU checking off is not a fix: "
     "the SSH tunnels always require clientAuth",
-    "eku-client-peer": "install on the {presenter} a client certificate with clientAuth that the peer trusts, "
-    "or have the peer turn its client-EKU check off",
+    "eku-client-peer": CONDITION_4
+    + "; or install on the {presenter} a client certificate with clientAuth from a private CA the peer trusts",
     "eku-server": "install on the {presenter} a {store} certificate with the serverAuth EKU",
-    "cutoff": "before the renewal after {date}, install a client certificate with clientAuth from a private CA "
-    "the {verifier} trusts: public CAs no longer issue clientAuth after it",
+    "stale-ssh": "reinstall the client certificate so that the SSH identity (client-ssh.pem) is regenerated "
+    "from client.pem and clientprivkey.pem",
+    "cutoff": "before {breaks}, " + PRIVATE_CLIENT_CERT,
+    "cutoff-peer": "before {breaks}, " + CONDITION_4
+    + "; or install on the {presenter} a client certificate with clientAuth from a private CA the peer trusts",
+    "name-mismatch": "install on the {presenter} a {store} certificate whose SAN holds {name}, or set the "
+    "{verifier}'s zone TLS verify subject name to one of the certificate's names ({names})",
+    "peer-address-mismatch": "install on the {presenter} a {store} certificate whose SAN holds {name} (the address "
+    "the {verifier}'s traversal client zone connects to), or point the zone at one of its names ({names})",
+    "peer-unseen": "pass --peer {name}=FILE with the certificate the peer presents to check it; it must carry "
+    "{eku}, chain to a CA in the {verifier}'s ca.pem{named}",
+    "peer-expired": "the peer renews {cert}; with the {verifier}'s EKU checking On the renewal needs clientAuth, "
+    "which only a private CA issues after a public CA's cut-off",
+    "peer-untrusted": "add the CA that issued {cert} to the {verifier}'s ca.pem",
+    "peer-eku-client": "have the peer present a certificate with clientAuth (from a private CA once its public "
+    "CA's cut-off has passed), or turn the {verifier}'s EKU checking Off: inbound SIP TLS then skips the "
+    "clientAuth check (serverAuth is still checked where the certificate has an EKU)",
+    "peer-eku-server": "have the peer present a certificate with serverAuth (the {verifier}'s EKU checking is Off)",
+    "peer-name": "have the peer present a certificate whose SAN holds {name}, or set the zone's TLS verify subject "
+    "name to one of its names ({names})",
+    "peer-cutoff": "before {breaks}, have the peer move to a certificate with clientAuth from a private CA the "
+    "{verifier} trusts, or turn the {verifier}'s EKU checking Off (inbound SIP TLS then skips the clientAuth check)",
+    "b2b-unseen": "turn the {verifier}'s EKU checking Off: inbound SIP TLS from other organisations then skips the "
+    "clientAuth check (the SSH tunnels still require the Core's clientAuth); pass --peer {name}=FILE to check one "
+    "caller's certificate",
 }
+
+
+# --- Client identity: csr and install-client (issue 14) ---------------------
+# The request ``csr`` makes for a node's client identity, and the rules ``install-client`` enforces.
+
+# ``csr --new-key``: the key types offered, as (algorithm, size in bits, curve).
+CSR_KEY_TYPES: dict[str, tuple[str, int, str | None]] = {
+    "rsa:4096": ("rsa", 4096, None),
+    "ec:p256": ("ec", 256, "secp256r1"),
+}
+CSR_DEFAULT_KEY = "rsa:4096"
+# The EKUs a client identity's request asks for: the traversal zone wants clientAuth on the Core's
+# client certificate, and an Edge whose checking is Off still checks serverAuth where an EKU is present.
+CSR_EKUS = (SERVER_AUTH, CLIENT_AUTH)
+# The key usage a request asks for, by key algorithm (RFC 5480 / RFC 8813 for EC, RFC 3279 for RSA).
+CSR_KEY_USAGE: dict[str, tuple[str, ...]] = {
+    "rsa": ("digital_signature", "key_encipherment"),
+    "ec": ("digital_signature",),
+}
+CSR_SUFFIX, CSR_KEY_SUFFIX = ".csr", ".key"
+CSR_FILE_MODE, CSR_KEY_MODE = 0o644, 0o400  # the request is public; the new key is its owner's alone
+# How a CA operator inspects the request (FILE: the request's path).
+CSR_INSPECT = "openssl req -in {file} -noout -text"
+
+# The install's own state, beside the migration's: its journal, and the bytes each client file held
+# before the install replaced it (``client.pem.previous``...), private to root.
+INSTALL_JOURNAL_NAME = "install.json"
+PREVIOUS_SUFFIX = ".previous"
+PREVIOUS_FILE_MODE = 0o400
+
+
+def previous_name(name: str) -> str:
+    """The name, in the state directory, of the copy of the client file ``name`` an install replaced."""
+    return f"{name}{PREVIOUS_SUFFIX}"
+
+
+# What installing the server identity as the client identity (``--server-copy``) means (DOMAIN.md, condition 4).
+SERVER_COPY_CONSEQUENCE = (
+    "the client store then holds the server certificate, which has no clientAuth: whenever this node initiates "
+    "mTLS the remote must turn its client-EKU check off or the handshake fails; on a Core the Edge refuses the "
+    "SSH tunnels (TCP 2222) whatever its checking mode, so MRA and the WebRTC proxy fail"
+)

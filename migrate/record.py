@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 JsonObject = dict[str, Any]
 
 FORMAT_VERSION = 2
+INSTALL_FORMAT_VERSION = 1  # the install journal's (migrate.install_record), versioned apart from this one
 MAX_VALUE = policy.MAX_SHOWN_VALUE + 1  # a retired setting's old value as the plan shows it: cut, with an ellipsis
 APPLYING, APPLIED = "applying", "applied"
 

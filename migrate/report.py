@@ -17,6 +17,8 @@ _STATE_WORDS = {
     "x15.5": "X15.5",
     "interrupted": "interrupted mid-migration",
     "mixed": "neither X15.4 nor X15.5 (a partial client store, no journal)",
+    "client-installed": "X15.5, with a client identity install-client installed (rollback restores the previous one)",
+    "install-interrupted": "X15.5, an install of a client identity interrupted",
 }
 
 
@@ -32,6 +34,10 @@ def render(doc: dict, fmt: str) -> str:
     if doc.get("command") == "precheck" and "fleet" in doc and "error" not in doc:
         lines = _fleet_markdown(doc) if fmt == "markdown" else _fleet_text(doc)
         return "\n".join(lines).rstrip("\n") + "\n"
+    if doc.get("command") in ("csr", "install-client") and "error" not in doc:
+        from .report_client import render_client
+
+        return render_client(doc, fmt)
     if doc.get("command") == "assess" and "error" not in doc:
         lines = _assess_markdown(doc) if fmt == "markdown" else _assess_text(doc)
         return "\n".join(lines).rstrip("\n") + "\n"
@@ -69,6 +75,8 @@ def _summary(doc: dict) -> list[str]:
             out.append(f"changed files were moved to: {doc['displaced']}")
     if command == "plan":
         out.append(f"fingerprint: {doc['fingerprint']}")
+    if command == "sample":
+        out += [f"{node['role']}: {node['path']} ({node['entries']} entries)" for node in doc.get("nodes", ())]
     if command == "rehearse" and "crash_points" in doc:
         out.append(f"crash points tried: {doc['crash_points']}")
     return out
@@ -82,6 +90,13 @@ def _action_line(action: dict) -> str:
         return f"retire-setting {action['setting']}: {action['old_value']} (line {action['line']} of {action['path']})"
     if kind == "add-setting":
         return f"add-setting {action['setting']}: {action['value']} (end of {action['path']})"
+    if kind == "replace-file":
+        was = action["previous"]
+        before = "(none before)" if was is None else f"(was sha256 {was['sha256'][:12]}…, mode {was['mode']}, owner {was['uid']}:{was['gid']})"
+        return f"replace-file {action['path']} -> sha256 {action['sha256'][:12]}… (mode {action['mode']}, owner {action['uid']}:{action['gid']}) {before}"
+    if kind == "restore-file":
+        was = action["previous"]
+        return f"restore-file {action['path']} <- sha256 {was['sha256'][:12]}… (mode {was['mode']}, owner {was['uid']}:{was['gid']})"
     if "path" in action:
         return f"{kind} {action['path']}"
     return kind
@@ -162,7 +177,7 @@ def _markdown(doc: dict, level: int = 2) -> list[str]:
 
 # --- assess ---------------------------------------------------------------------
 
-_STATUS_WORDS = {"active": "active", "failed": "FAILED", "at-risk": "at risk"}
+_STATUS_WORDS = {"active": "active", "failed": "FAILED", "at-risk": "at-risk"}  # the JSON's word, as everywhere
 
 
 def _assess_verdict(doc: dict) -> str:
@@ -177,12 +192,14 @@ def _node_words(node: dict) -> str:
 
 
 def _assess_text(doc: dict) -> list[str]:
-    lines = [f"assess: {_assess_verdict(doc)}"]
+    lines = [f"assess: {_assess_verdict(doc)}" + (f" (on {doc['at']})" if doc.get("at") else "")]
     lines += [f"  {role}: {_node_words(doc[role])}" for role in ("core", "edge")]
     width = max(len(s["id"]) for s in doc["services"])
     lines.append("services:")
     for s in doc["services"]:
         lines.append(f"  {s['id']:<{width}}  {_STATUS_WORDS[s['status']]:<7}  {s['reason']}")
+        if s.get("breaks_on") and s["status"] != "active":
+            lines.append(f"  {'':<{width}}  {'':<7}  breaks on: {s['breaks_on']}")
         if s["fix"] and s["status"] != "active":
             lines.append(f"  {'':<{width}}  {'':<7}  fix: {s['fix']}")
     if doc["findings"]:
@@ -231,10 +248,12 @@ def _assess_markdown(doc: dict) -> list[str]:
     lines = [f"## `assess`: **{_assess_verdict(doc)}**", ""]
     lines += [f"- {role}: {_md_escape(_node_words(doc[role]))}" for role in ("core", "edge")]
     lines += ["", *_assess_mermaid(doc), ""]
-    lines += ["### Services", "", "| service | status | reason | fix |", "|---|---|---|---|"]
+    lines += ["### Services", "", "| service | status | breaks on | reason | fix |", "|---|---|---|---|---|"]
     for s in doc["services"]:
         mark = s["status"] if s["status"] == "active" else f"**{s['status']}**"
-        lines.append(f"| `{s['id']}` | {mark} | {_md_escape(s['reason'])} | {_md_escape(s['fix'])} |")
+        lines.append(
+            f"| `{s['id']}` | {mark} | {s.get('breaks_on') or ''} | {_md_escape(s['reason'])} | {_md_escape(s['fix'])} |"
+        )
     lines.append("")
     if doc["findings"]:
         lines += ["### Findings", "", "| severity | id | message | hint |", "|---|---|---|---|"]

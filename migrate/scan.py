@@ -150,6 +150,12 @@ def scan(layout: Layout, *, now: datetime | None = None, held: dirs.Held | None 
         held.close()
 
 
+def check_node(layout: Layout) -> None:
+    """Raise the :class:`NodeError` that every command gives for a node root that is missing, not a directory,
+    not a node, or unreadable; return if a scan can start."""
+    _open_node(layout).close()
+
+
 def _open_node(layout: Layout) -> dirs.Held:
     try:
         root_st = os.stat(layout.root)
@@ -157,6 +163,7 @@ def _open_node(layout: Layout) -> dirs.Held:
             raise NodeError(
                 f"{layout.root} is not a directory", id="node-not-directory", hint="pass the node root, e.g. /tandberg"
             )
+        _require_a_node(layout)
         return dirs.open_node(os.fspath(layout.root))
     except (FileNotFoundError, NotADirectoryError):
         raise NodeError(
@@ -168,6 +175,20 @@ def _open_node(layout: Layout) -> dirs.Held:
             id="node-unreadable",
             hint="check the file system and the permissions on the path, then run the command again",
         ) from None
+
+
+def _require_a_node(layout: Layout) -> None:
+    """A directory that holds neither the certificate store nor the configuration is not a node: one error, not a
+    finding for each file it lacks."""
+    if os.path.lexists(layout.cert_dir) or os.path.lexists(layout.config):
+        return
+    shown = [layout.rel(p) for p in (layout.cert_dir, layout.config)]
+    raise NodeError(
+        f"{layout.root} is not an Expressway node root: it holds neither {shown[0]} nor {shown[1]}",
+        id="node-not-a-node",
+        hint="pass the node root, the directory holding persistent/certs (on an appliance /tandberg),"
+        " or --cert-dir and --config",
+    )
 
 
 def _dir_state(
@@ -245,9 +266,12 @@ def _scan(layout: Layout, held: dirs.Held, now: datetime | None) -> Snapshot:
     if state is not None:
         journal = read_capped(policy.JOURNAL_NAME, policy.MAX_JOURNAL_BYTES, _rel(root, journal_path), dir_fd=state.fd)
         config_backup = _lstat_state(policy.CONFIG_BACKUP_NAME, _rel(root, backup_path), dir_fd=state.fd)
+        install_path = _rel(root, f"{state_dir_path}/{policy.INSTALL_JOURNAL_NAME}")
+        install = read_capped(policy.INSTALL_JOURNAL_NAME, policy.MAX_JOURNAL_BYTES, install_path, dir_fd=state.fd)
     else:  # never read through a state directory that is a link (or worse): precheck reports it
         journal = FileState(_rel(root, journal_path), "missing")
         config_backup = FileState(_rel(root, backup_path), "missing")
+        install = FileState(_rel(root, f"{state_dir_path}/{policy.INSTALL_JOURNAL_NAME}"), "missing")
     if cfg_dir is None:
         config_state = FileState(_rel(root, config), "missing", error="its directory cannot be reached")
     else:
@@ -266,6 +290,7 @@ def _scan(layout: Layout, held: dirs.Held, now: datetime | None) -> Snapshot:
         now=now or datetime.now(UTC),
         default_acls=_default_acls(root, cert, cfg_dir),
         root_dir=FileState(".", "dir", mode=r.mode, uid=r.uid, gid=r.gid, nlink=r.nlink, inode=r.dev_ino),
+        install_journal=install,
     )
 
 

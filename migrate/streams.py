@@ -69,3 +69,21 @@ def print_stderr(text: str) -> None:
         err.flush()
     except (OSError, ValueError):
         pass
+
+
+def json_record(id: str, message: str, hint: str, path: str | None = None, **extra: object) -> str:
+    """One error as one JSON line, in the shape of the log records ``--log-format json`` writes."""
+    import json
+    from datetime import UTC, datetime
+
+    record: dict[str, object] = {
+        "level": "error",
+        "event": "error",
+        "id": id,
+        "message": message,
+        "path": path,
+        "hint": hint,
+    }
+    record.update(extra)
+    record["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return json.dumps(record)

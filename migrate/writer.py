@@ -143,7 +143,7 @@ def apply(layout: Layout, *, saved_plan: dict | None = None, warn_days: int = po
             check_saved_plan(saved_plan, plan)
         _refuse_blockers(plan)
         if not plan.actions:
-            return _proved(layout, "apply", "already-migrated", ())
+            return _proved(layout, "apply", "already-migrated", (), acted_with=plan.findings)
     _require_root("apply")
     with _holding(layout, ApplyError("apply could not take the node's lock", id="apply-failed")) as (held, state):
         try:
@@ -154,7 +154,7 @@ def apply(layout: Layout, *, saved_plan: dict | None = None, warn_days: int = po
                 if saved_plan is None:  # another run may have finished the same migration meanwhile
                     locked_plan = make_plan(facts.analyse(snap), warn_days=warn_days)
                     if locked_plan.ready and not locked_plan.actions:
-                        return _proved(layout, "apply", "already-migrated", (), held)
+                        return _proved(layout, "apply", "already-migrated", (), held, acted_with=locked_plan.findings)
                 raise PlanError(
                     "the node changed while apply was starting",
                     id="node-changed",
@@ -162,7 +162,7 @@ def apply(layout: Layout, *, saved_plan: dict | None = None, warn_days: int = po
                 )
             try:
                 _execute(held, state, layout, snap, plan)
-                outcome = _proved(layout, "apply", "migrated", plan.actions, held)
+                outcome = _proved(layout, "apply", "migrated", plan.actions, held, acted_with=plan.findings)
             except Exception as exc:
                 raise _failed(held, state, layout, exc) from exc
             if not outcome.ok:
@@ -175,10 +175,12 @@ def apply(layout: Layout, *, saved_plan: dict | None = None, warn_days: int = po
                     journal.remove_state(held, layout)
 
 
-def _proved(layout: Layout, command: str, result: str, actions, held: Held | None = None) -> Outcome:
-    """The outcome, with the X15.5 verification of what is on disk now."""
+def _proved(
+    layout: Layout, command: str, result: str, actions, held: Held | None = None, acted_with: tuple = ()
+) -> Outcome:
+    """The outcome: the plan's findings it acted with (warnings, notes), then the X15.5 verification of the disk."""
     analysis = facts.analyse(scan(layout, held=held))
-    findings = checks.verify(analysis)
+    findings = tuple(f for f in acted_with if f.severity != checks.BLOCKER) + checks.verify(analysis)
     replan = make_plan(analysis)
     if replan.actions:
         findings += (
@@ -317,14 +319,25 @@ def rollback(layout: Layout, *, force: bool = False) -> Outcome:
     unsafe = checks.directory_findings(snap)
     if unsafe:
         raise RollbackError(unsafe[0].message, id=unsafe[0].id, path=unsafe[0].path, hint=unsafe[0].hint)
+    if snap.install_exists:  # the newest operation first: an install of a client identity (install-client)
+        from . import clientstore
+
+        return clientstore.rollback(layout, snap, force=force)
     if not snap.journal.exists:
         node_state, _ = checks.node_state(facts.analyse(snap))
-        if node_state == checks.X154:
-            if snap.state_dir.kind == "dir":  # left by a run that died before its first change
+        # A state directory without a journal was left by a run that died before its first change (an apply on
+        # X15.4, an install-client on X15.5): clearing it is all there is to roll back.
+        if node_state == checks.X154 or (node_state == checks.X155 and snap.state_dir.kind == "dir"):
+            if snap.state_dir.kind == "dir":
+                from .clientstore import clear_install_state
+
                 _require_root("rollback")
                 failure = RollbackError("rollback could not take the node's lock", id="rollback-failed")
                 with _holding(layout, failure) as (held, state), _rollback_failure():
-                    if not fsops.lexists(state, policy.JOURNAL_NAME):
+                    if not fsops.lexists(state, policy.JOURNAL_NAME) and not fsops.lexists(
+                        state, policy.INSTALL_JOURNAL_NAME
+                    ):
+                        clear_install_state(state)
                         journal.remove_state(held, layout)
             return Outcome(command="rollback", node=str(layout.root), result="nothing-to-do")
         raise RollbackError(

@@ -21,9 +21,14 @@ Decisions:
   ``surrogateescape`` would fail to encode); the exact bytes are kept in
   :attr:`Setting.raw`, and :func:`edit` works on line numbers, never on
   decoded text.
-* **A setting line** is ``*c xConfiguration <words>: <value>``: ``*c`` and
-  ``xConfiguration`` in any case, runs of spaces/tabs as separators, leading
-  spaces/tabs allowed, and a UTF-8 BOM allowed before the first line.  The
+* **A setting line** is ``*c xConfiguration <words>: <value>`` or, as the
+  technote and administrators print it, ``xconfiguration <words>: <value>``
+  without the ``*c``: ``*c`` and ``xConfiguration`` in any case, runs of
+  spaces/tabs as separators, leading spaces/tabs allowed, and a UTF-8 BOM
+  allowed before the first line.
+* **A line that names a setting the tool relies on** but is not a setting
+  line of that name (a comment, a missing colon, ``:On`` without a blank) is
+  reported by :func:`unplaced`, never skipped in silence.  The
   name ends at the first ``:`` followed by a space or tab; a line without that
   separator is not a setting.
 * **Linear time**: the file is hostile input (written by less-privileged
@@ -44,13 +49,13 @@ import attrs
 
 from .errors import ConfigError
 
-__all__ = ["Setting", "edit", "find", "is_on", "line_ending", "lines", "parse", "setting_line"]
+__all__ = ["Setting", "edit", "find", "is_on", "line_ending", "lines", "parse", "setting_line", "unplaced"]
 
 BOM = b"\xef\xbb\xbf"
 
 # A setting line's head, up to its name's first byte.  Every run is possessive
 # and ends at a byte its class excludes, so the match never backtracks.
-_HEAD = re.compile(rb"[ \t]*+\*c[ \t]++xConfiguration[ \t]++", re.IGNORECASE)
+_HEAD = re.compile(rb"[ \t]*+(?:\*c[ \t]++)?+xConfiguration[ \t]++", re.IGNORECASE)
 # Where the name ends: fixed length, so a search costs O(1) per offset.
 _SEPARATOR = re.compile(rb":[ \t]")
 _BLANKS = re.compile(rb"[ \t]+")
@@ -149,6 +154,35 @@ def find(settings: Iterable[Setting], name: str) -> tuple[Setting, ...]:
     """The settings whose full name is ``name``, ignoring case and runs of blanks; duplicates included."""
     wanted = _normal(name)
     return tuple(setting for setting in settings if _normal(setting.name) == wanted)
+
+
+def unplaced(
+    data: bytes, settings: Iterable[Setting], *, exact: Iterable[str] = (), suffixes: Iterable[str] = ()
+) -> tuple[tuple[int, str], ...]:
+    """The lines that name a relied-on setting but are not a setting line of that name: ``(line_no, name)``.
+
+    A line names ``exact`` setting ``N`` when its text, blanks collapsed and case
+    ignored, holds ``N``; it is placed when it parsed as a setting whose name is
+    ``N``.  A ``suffixes`` name (``TraversalServer SIP TLS Verify Mode``) is placed
+    by a setting whose name ends with it (``Zones Zone 7 TraversalServer ...``).
+    Each line is read once, with substring searches only: linear time.
+    """
+    wanted = [(_normal(name), name, False) for name in exact] + [(_normal(name), name, True) for name in suffixes]
+    if not wanted:
+        return ()
+    parsed = {setting.line_no: _normal(setting.name) for setting in settings}
+    out = []
+    for line_no, (content, _) in enumerate(lines(data), start=1):
+        text = " ".join(content.decode("utf-8", errors="replace").split()).casefold()
+        for needle, name, is_suffix in wanted:
+            if needle not in text:
+                continue
+            got = parsed.get(line_no)
+            placed = got is not None and (got == needle or (is_suffix and got.endswith(" " + needle)))
+            if not placed:
+                out.append((line_no, name))
+                break
+    return tuple(out)
 
 
 def is_on(value: str) -> bool | None:

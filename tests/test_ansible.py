@@ -188,3 +188,34 @@ class TestPlaybooks:
         after = _trees(nodes)
         assert f"{support.CERTS}/client.pem" in after[0], output
         assert _same(original[1:], after[1:]) == [], output
+
+
+class TestReporting:
+    def test_warnings_on_the_task_and_a_diff(self, tmp_path):
+        """The warnings plan shows are [WARNING]s of the task, in check mode and for real; --diff shows the files
+        created and the configuration lines removed and added; a second run has neither."""
+        from migrate import policy
+        from migrate.testing.factory import issue, make_ca
+
+        identity = issue(make_ca("Example Internal CA1"), "core.example.com", eku=["serverAuth"])
+        node = build_node(tmp_path / "nodes" / "core", NodeSpec(identity=identity, settings={support.RETIRED: '"On"'}))
+        inventory = _inventory(tmp_path, [node])
+        original = _trees([node])
+
+        for extra in (("--check", "--diff"), ("--diff",)):
+            rc, counts, output = _play(tmp_path, inventory, "migrate.yml", *extra)
+            assert rc == 0 and counts["changed"] == 1, output
+            warnings = re.findall(r"^\[WARNING\]: (.*)$", output, re.MULTILINE)
+            assert any(w.startswith(f"{node}: [cert-no-client-eku]") for w in warnings), output
+            assert any(w.startswith(f"{node}: [server-eku-upload-on]") for w in warnings), output
+            for name in ("client.pem", "clientprivkey.pem", "client-ssh.pem"):
+                assert f"+++ after: {node}/{support.CERTS}/{name}\n" in output, output
+            removed = rf"^-line \d+: \*c xConfiguration {re.escape(policy.RETIRED_SETTING)}: On$"
+            assert re.search(removed, output, re.MULTILINE), output
+            if "--check" in extra:
+                assert _same(original, _trees([node])) == []
+
+        rc, counts, output = _play(tmp_path, inventory, "migrate.yml", "--diff")
+        assert rc == 0 and counts["changed"] == 0, output
+        assert "+++ after:" not in output
+        assert "[cert-no-client-eku]" in output  # the node still warrants the warning: it is about the node

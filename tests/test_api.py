@@ -354,13 +354,15 @@ def code_findings() -> frozenset[tuple[str, str]]:
 
 @functools.cache
 def code_errors() -> frozenset[str]:
-    """Every error id in the package: ``id="..."`` given to an error, ``_error("...")``, the classes' defaults."""
+    """Every error id in the package: ``id="..."`` given to an error, ``_error("...")`` and ``json_record("...")``,
+    the classes' defaults."""
     out = set()
     for tree in _modules().values():
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and (_name(node.func) or "").endswith("Error"):
                 out |= {_text(kw.value) for kw in node.keywords if kw.arg == "id" and _text(kw.value) is not None}
-    out |= {_text(call.args[0]) for call in _calls("_error") if call.args and _text(call.args[0]) is not None}
+    for builder in ("_error", "json_record"):  # the CLI's stand-ins and its JSON error records
+        out |= {_text(call.args[0]) for call in _calls(builder) if call.args and _text(call.args[0]) is not None}
     for cls in (node for node in _modules()["errors.py"].body if isinstance(node, ast.ClassDef)):
         for statement in cls.body:
             target = statement.targets[0] if isinstance(statement, ast.Assign) else getattr(statement, "target", None)
@@ -475,6 +477,44 @@ def _assess(run, tmp_path):
     return [("assess", _doc(run, "assess", "--core", core, "--edge", edge, "--public-ca", public, code=1))]
 
 
+def _sample(run, tmp_path):
+    return [
+        ("sample", _doc(run, "sample", tmp_path / "both", code=0)),
+        ("sample", _doc(run, "sample", tmp_path / "edge", "--role", "edge", code=0)),
+    ]
+
+
+def _csr(run, tmp_path):
+    from install_support import condition2
+
+    core = tmp_path / "core"
+    plant(condition2("core"), core)
+    return [
+        ("csr", _doc(run, "csr", core, "--out", tmp_path / "new.csr", code=0)),
+        ("csr", _doc(run, "csr", core, "--reuse-key", "--out", tmp_path / "reuse.csr", code=0)),
+    ]
+
+
+def _install_client(run, tmp_path):
+    """A plan, an install with --peer, an install already done, a refusal planned, and the install's rollback."""
+    from install_support import condition2, core_client, write_inputs
+
+    core, edge = tmp_path / "core", tmp_path / "edge"
+    plant(condition2("core"), core)
+    plant(condition2("edge"), edge)
+    good = write_inputs(str(tmp_path / "good"), core_client().cert_pem, core_client().key_pem())
+    bad = core_client(eku=("serverAuth",))
+    refused = write_inputs(str(tmp_path / "bad"), bad.cert_pem, bad.key_pem())
+    args = ("install-client", core, "--cert", good.cert, "--key", good.key)
+    docs = [
+        ("install-client", _doc(run, *args, "--plan-only", code=0)),
+        ("install-client", _doc(run, "install-client", core, "--cert", refused.cert, "--key", refused.key, "--plan-only", code=1)),
+        ("install-client", _doc(run, *args, "--peer", edge, code=0)),
+        ("install-client", _doc(run, *args, code=0)),
+    ]
+    return [*docs, ("rollback", _doc(run, "rollback", core, code=0))]
+
+
 def _error(run, tmp_path):
     return [
         ("error", _doc(run, "precheck", tmp_path / "missing", code=1)),
@@ -492,6 +532,9 @@ CASES = {
     "status": _status,
     "rehearse": _rehearse,
     "assess": _assess,
+    "sample": _sample,
+    "csr": _csr,
+    "install-client": _install_client,
     "error": _error,
 }
 

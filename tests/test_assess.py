@@ -246,17 +246,22 @@ def policy_ids():
 
 class TestPublicCutoff:
     def test_public_client_auth_cert_is_at_risk_with_date(self, tmp_path, ca2):
-        """A public cert that carries clientAuth today is at risk, with the cut-off date, wherever it is relied on."""
+        """A public cert that carries clientAuth today is at risk, with the cut-off date and its break date, wherever relied on.
+
+        Issue 13 changed this: an unknown public CA gets the earliest known cut-off (it was the latest,
+        2027-03-15), already past on NOW, so the certificate breaks when it expires.
+        """
         core = node(tmp_path, "core", cert(ca2, "core", BOTH), [ca2])
         edge = node(tmp_path, "edge", cert(ca2, "edge", BOTH), [ca2], checking="On")
         result = judge(core, edge, [ca2])
         got = statuses(result)
         assert (got["uc-traversal-zone"], got["ssh-tunnels"], got["mra"]) == ("at-risk", "at-risk", "at-risk")
         assert not result.failed
-        assert "2027-03-15" in result.service("ssh-tunnels").reason
+        assert policy.UNKNOWN_CA_CUTOFF in result.service("ssh-tunnels").reason
+        assert result.service("ssh-tunnels").breaks_on == date(2029, 1, 1)
         cutoffs = {f.path: f.message for f in result.findings if f.id == "client-auth-cutoff"}
         assert set(cutoffs) == {"core:client.pem", "core:client-ssh.pem", "edge:client.pem"}
-        assert all("2027-03-15" in m for m in cutoffs.values())
+        assert all(policy.UNKNOWN_CA_CUTOFF in m and "has passed" in m for m in cutoffs.values())
 
     def test_checking_off_zone_does_not_rely_on_client_auth(self, tmp_path, ca2):
         """With the Edge's checking Off only the tunnels rely on clientAuth: the zone stays active."""
@@ -276,14 +281,14 @@ class TestPublicCutoff:
     @pytest.mark.parametrize(
         ("orgs", "expected"),
         [
-            (["DigiCert Inc"], "2027-03-15"),
+            (["DigiCert Inc"], "2027-03-01"),  # ALERT53; issue 13 corrected 2027-03-15
             (["Sectigo Limited"], "2026-05-15"),
             (["Let's Encrypt", "Internet Security Research Group"], "2026-02-11"),
             (["Example Public Trust"], policy.DEFAULT_CLIENT_AUTH_CUTOFF),
         ],
     )
     def test_cutoff_by_organisation(self, orgs, expected):
-        """The cut-off is matched on the issuer organisation, Chrome's date for an unknown public CA."""
+        """The cut-off is matched on the issuer organisation, the earliest known date for an unknown public CA."""
         assert client_auth_cutoff(orgs) == date.fromisoformat(expected)
 
     def test_empty_public_list_is_said(self, tmp_path, ca1):

@@ -312,7 +312,6 @@ MIGRATED = _spec(client="migrated")
 ROWS = [
     # layout
     Row("directory-missing", "blocker", CERTS, mutate=lambda fs, pki, mp: shutil.rmtree(NODE / CERTS)),
-    Row("directory-missing", "blocker", "persistent", mutate=lambda fs, pki, mp: shutil.rmtree(NODE / "persistent")),
     Row("directory-not-safe", "blocker", CERTS, mutate=_symlinked_dir(CERTS)),
     Row("directory-not-safe", "blocker", "persistent", mutate=_symlinked_dir("persistent")),
     Row("directory-not-safe", "blocker", STATE_DIR, mutate=_symlinked_dir(STATE_DIR)),

@@ -603,18 +603,30 @@ class TestErrors:
         assert result.doc["ok"] is False
         assert result.doc["error"]["id"] == "internal-error"
 
-    @pytest.mark.parametrize("log_format", ["console", "json"])
-    def test_internal_error_traceback_only_with_debug(self, run, node, monkeypatch, log_format):
+    def test_internal_error_traceback_only_with_debug(self, run, node, monkeypatch):
         """The internal-error hint promises a traceback with --debug: -vv alone shows none, --debug shows it after the line."""
         monkeypatch.setattr(facts, "analyse", _boom)
-        result = run("precheck", node, "-vv", "--log-format", log_format)
+        result = run("precheck", node, "-vv")
         assert result.code == 1
         assert "error[internal-error]: RuntimeError: boom -- hint: " in result.err and "--debug" in result.err
         assert "Traceback" not in result.err and "_boom" not in result.err
-        result = run("precheck", node, "-vv", "--log-format", log_format, "--debug")
+        result = run("precheck", node, "-vv", "--debug")
         assert result.code == 1
         assert "Traceback (most recent call last):" in result.err
         assert 'raise RuntimeError("boom")' in result.err and "RuntimeError: boom" in result.err.splitlines()[-1]
+
+    def test_internal_error_as_one_json_record(self, run, node, monkeypatch):
+        """With --log-format json the error is one JSON record on stderr; --debug puts the traceback inside it."""
+        monkeypatch.setattr(facts, "analyse", _boom)
+        result = run("precheck", node, "-vv", "--log-format", "json")
+        assert result.code == 1
+        [record] = [json.loads(line) for line in result.err_lines]
+        assert (record["level"], record["id"], record["message"]) == ("error", "internal-error", "RuntimeError: boom")
+        assert "--debug" in record["hint"] and "exception" not in record
+        result = run("precheck", node, "-vv", "--log-format", "json", "--debug")
+        [record] = [json.loads(line) for line in result.err_lines]
+        assert record["exception"].startswith("Traceback (most recent call last):")
+        assert 'raise RuntimeError("boom")' in record["exception"]
 
 
 def _boom(*args, **kwargs):

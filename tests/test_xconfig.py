@@ -122,7 +122,6 @@ class TestParse:
             b"   ",
             b"# *c xConfiguration XCP TLS Certificate CVS EnableServerEkuUpload: On",
             b"*s xConfiguration XCP TLS Certificate CVS EnableServerEkuUpload: On",
-            b"xConfiguration XCP TLS Certificate CVS EnableServerEkuUpload: On",
             b"*c xStatus XCP TLS Certificate CVS EnableServerEkuUpload: On",
             b"*c xConfigurationXCP TLS Certificate CVS EnableServerEkuUpload: On",
             b"*cxConfiguration XCP TLS Certificate CVS EnableServerEkuUpload: On",

@@ -7,6 +7,7 @@ the words and ranks every room shares.  No logic beyond presenting them.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 
 import attrs
 
@@ -52,6 +53,35 @@ class Presented:
 
 
 @attrs.frozen
+class Zone:
+    """A zone of a node's configuration, as far as TLS between the nodes and their peers goes."""
+
+    number: int
+    name: str
+    type: str  # TraversalServer, TraversalClient, Neighbor, DNS, ...
+    verify: bool | None  # SIP TLS Verify Mode: On / Off / not stated (None)
+    subject_name: str  # SIP TLS Verify Subject Name ("" when not stated)
+    peers: tuple[str, ...]  # peer addresses (TraversalClient, Neighbor)
+    transport: str  # SIP Transport ("" when not stated)
+    uc_edge: bool  # Collaboration Edge On: the Unified Communications traversal zone
+
+    @property
+    def tls(self) -> bool:
+        return self.transport.casefold() == "tls" or (not self.transport and self.verify is True)
+
+
+@attrs.frozen
+class Verdict:
+    """One check's outcome: status, why, the fix, the certificate at fault and the day it breaks."""
+
+    status: str
+    reason: str
+    fix: str = ""
+    cert: str | None = None
+    breaks: date | None = None
+
+
+@attrs.frozen
 class NodeView:
     """What the assessment needs to know about one node."""
 
@@ -62,6 +92,7 @@ class NodeView:
     checking_source: str  # configured / default
     trusted: tuple = attrs.field(repr=False)  # CertInfo of ca.pem; () when unusable
     presented: Mapping[str, Presented | str] = attrs.field(repr=False)  # store -> certificate or why none
+    zones: tuple[Zone, ...] = ()
 
     def as_dict(self) -> dict:
         return {
@@ -82,6 +113,7 @@ class ServiceResult:
     reason: str
     fix: str = ""
     certificates: tuple[str, ...] = ()
+    breaks_on: date | None = None  # the day it breaks (or broke) if nothing changes; None when unknown or never
 
     def as_dict(self) -> dict:
         return {
@@ -91,6 +123,7 @@ class ServiceResult:
             "reason": self.reason,
             "fix": self.fix,
             "certificates": list(self.certificates),
+            "breaks_on": self.breaks_on.isoformat() if self.breaks_on else None,
         }
 
 
@@ -102,6 +135,7 @@ class Assessment:
     services: tuple[ServiceResult, ...]
     certificates: tuple[dict, ...]
     findings: tuple[Finding, ...]
+    at: date | None = None  # the day judged
 
     @property
     def failed(self) -> bool:
@@ -115,6 +149,7 @@ class Assessment:
             "format_version": FORMAT_VERSION,
             "command": "assess",
             "ok": not self.failed,
+            "at": self.at.isoformat() if self.at else None,
             **{node.role: node.as_dict() for node in self.nodes},
             "services": [s.as_dict() for s in self.services],
             "certificates": list(self.certificates),

@@ -15,14 +15,18 @@ from __future__ import annotations
 from ..model import BLOCKER, INFO, SEVERITIES, WARNING, Analysis, Finding, Material, blockers
 from ._config import JOURNAL_WAY_OUT
 from ._files import directory_findings
+from ._install import INSTALL_WAY_OUT
 from ._precheck import precheck
-from ._state import INTERRUPTED, MIXED, X154, X155, node_state
+from ._state import CLIENT_INSTALLED, INSTALL_INTERRUPTED, INTERRUPTED, MIXED, X154, X155, node_state
 from ._stores import client_store_established
 from ._verify import verify
 
 __all__ = [
     "BLOCKER",
+    "CLIENT_INSTALLED",
     "INFO",
+    "INSTALL_INTERRUPTED",
+    "INSTALL_WAY_OUT",
     "INTERRUPTED",
     "JOURNAL_WAY_OUT",
     "MIXED",

@@ -42,7 +42,7 @@ def _config_findings(analysis: Analysis) -> list[Finding]:
                 "save the node's configuration there again (xconfiguration > FILE), or pass --config",
             )
         ]
-    out = []
+    out = unplaced_findings(analysis, blocker=True)
     if state.mode is not None and state.mode & 0o002:
         out.append(
             Finding(
@@ -127,10 +127,38 @@ def _config_findings(analysis: Analysis) -> list[Finding]:
                 "checking-mode-off",
                 INFO,
                 path,
-                "EKU Checking Mode is Off: inbound SIP TLS skips the clientAuth check, but the SSH tunnels still require clientAuth",
-                "turning the check off is not a fix: give the Core a client certificate with clientAuth",
+                "EKU Checking Mode is Off: inbound SIP TLS skips the clientAuth check (on an Edge it restores a traversal "
+                "zone whose Core presents no clientAuth), but the SSH tunnels still require clientAuth, so MRA and WebRTC "
+                "still need it",
+                "for the tunnels, MRA and WebRTC give the Core a client certificate with clientAuth from a private CA",
             )
         )
+    return out
+
+
+def unplaced_findings(analysis: Analysis, *, blocker: bool) -> list[Finding]:
+    """A finding for each line that names a setting the tool relies on but cannot be read as that setting.
+
+    A blocker for precheck, plan and apply: a Checking Mode line the parser does not see would make apply
+    add a second one (``On``) after it; a warning for ``assess``, which reads the rest.
+    """
+    state = analysis.snapshot.config
+    if state.data is None:
+        return []
+    found = xconfig.unplaced(
+        state.data, analysis.settings, exact=policy.RELIED_ON_SETTINGS, suffixes=policy.RELIED_ON_ZONE_SETTINGS
+    )
+    out = []
+    hint = (
+        "write it as the appliance prints it, '*c xConfiguration <name>: <value>' (a blank after the colon), "
+        "or remove it"
+    )
+    for line_no, name in found:
+        message = f"line {line_no} names '{name}' but is not a setting line the tool can read"
+        if blocker:
+            out.append(Finding("config-line-unparsed", BLOCKER, state.path, message, hint))
+        else:
+            out.append(Finding("config-line-unparsed", WARNING, state.path, message, hint))
     return out
 
 
@@ -155,7 +183,8 @@ def _state_findings(snap: Snapshot) -> list[Finding]:
             )
         )
     elif record is None:
-        for temp in snap.temps:
+        # With an install journal (install-client), the staging files are the install's.
+        for temp in () if snap.install_exists else snap.temps:
             out.append(
                 Finding(
                     "stale-temp-file",

@@ -91,6 +91,8 @@ def _file_findings(analysis: Analysis, rule: policy.FileRule, warn_days: int) ->
     snap = analysis.snapshot
     state = snap.files[rule.name]
     path = state.path
+    if state.kind == "missing" and _under_missing_directory(snap, path):
+        return []  # one finding per cause: directory-missing names it
     if state.kind == "missing":
         if rule.required:
             return [
@@ -140,6 +142,10 @@ def _file_findings(analysis: Analysis, rule: policy.FileRule, warn_days: int) ->
 
 
 _KEY_NAMES = {"rsa": "an RSA", "ec": "an ECDSA", "dsa": "a DSA", "ed25519": "an Ed25519", "ed448": "an Ed448"}
+
+
+def _under_missing_directory(snap: Snapshot, path: str) -> bool:
+    return any(d.kind == "missing" and path.startswith(d.path.rstrip("/") + "/") for d in snap.dirs)
 
 
 def _key_name(key: KeyInfo) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from .. import policy
 from ..model import BLOCKER, Analysis, Finding
+from ._install import install_findings
 from ._precheck import precheck
 from ._stores import _client_policy_findings
 
@@ -55,6 +56,7 @@ def verify(analysis: Analysis) -> tuple[Finding, ...]:
                 "run apply again, or rollback",
             )
         )
+    out += install_findings(snap, verifying=True)
     return tuple(_unique(out))
 
 

@@ -6,7 +6,8 @@
 - :mod:`~migrate.testing.tree`: a node's tree as a value (read, write, compare);
 - :mod:`~migrate.testing.samples`: the bundled sample nodes;
 - :mod:`~migrate.testing.rehearsal`: the whole cycle, and its crash rehearsal, in pyfakefs;
-- :mod:`~migrate.testing.pytest_plugin`: the fixtures (``x154_node``, ``make_x154_node``, ``fault_injector``).
+- :mod:`~migrate.testing.pytest_plugin`: the fixtures (``x154_node``, ``make_x154_node``, ``fault_injector``);
+- ``_command``: the ``rehearse`` and ``sample`` commands of the command line (private, like every ``_`` name).
 
 The engine never imports this package (``tests/test_layers.py`` holds it to that).
 """

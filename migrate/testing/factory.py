@@ -21,7 +21,7 @@ keeps working.
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
@@ -161,6 +161,16 @@ def _str_mapping(value: Mapping) -> dict:
     return dict(value)
 
 
+def one_of(choices: Sequence[str]) -> Callable[[object, attrs.Attribute, object], None]:
+    """An attrs validator whose error names the parameter and lists the valid values."""
+
+    def check(instance: object, attribute: attrs.Attribute, value: object) -> None:
+        if value not in choices:
+            raise ValueError(f"{attribute.name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
+
+    return check
+
+
 @attrs.frozen
 class NodeSpec:
     """An X15.4 node (or one just upgraded to X15.5, with ``client="migrated"``), as parameters.
@@ -173,16 +183,16 @@ class NodeSpec:
     of ``privkey.pem`` and of the key in the SSH bundles.
     """
 
-    role: str = attrs.field(default="core", validator=attrs.validators.in_(ROLES))
+    role: str = attrs.field(default="core", validator=one_of(ROLES))
     identity: Identity | None = None
     trusted: Sequence[CA] = attrs.field(default=(), converter=tuple)
-    ssh: str = attrs.field(default="same", validator=attrs.validators.in_(SSH_CHOICES))
+    ssh: str = attrs.field(default="same", validator=one_of(SSH_CHOICES))
     settings: Mapping[str, str] = attrs.field(factory=dict, converter=_str_mapping)
     config_extra: bytes = b""
-    client: str = attrs.field(default="absent", validator=attrs.validators.in_(CLIENT_CHOICES))
+    client: str = attrs.field(default="absent", validator=one_of(CLIENT_CHOICES))
     uids: Mapping[str, int] = attrs.field(factory=lambda: dict(DEFAULT_UIDS), converter=_str_mapping)
     chown: bool = True
-    key_format: str = attrs.field(default="pkcs8", validator=attrs.validators.in_(KEY_FORMATS))
+    key_format: str = attrs.field(default="pkcs8", validator=one_of(KEY_FORMATS))
 
     def __attrs_post_init__(self) -> None:
         missing = sorted({"root", "_nobody", "_pfwd"} - set(self.uids))

@@ -337,3 +337,44 @@ def csr_pem(identity: Identity) -> bytes:
         .sign(key, _hash_for(key))
     )
     return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def sign_csr(
+    ca: CA,
+    request_pem: bytes,
+    *,
+    eku: Sequence[str] | None = None,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+) -> bytes:
+    """The certificate (PEM) ``ca`` issues for the PKCS#10 request ``request_pem``, as a private CA operator would.
+
+    The subject, the subject alternative names and the public key are the
+    request's; the EKU is the request's unless ``eku`` overrides it (``[]``
+    for a certificate without the extension).  Valid from 30 days ago for 365
+    days unless told.
+    """
+    request = x509.load_pem_x509_csr(request_pem)
+    if not request.is_signature_valid:
+        raise ValueError("the request's signature does not verify")
+    ca_key = _signing_key(ca._key)
+    not_before, not_after = _validity(not_before, not_after, LEAF_VALIDITY)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(request.subject)
+        .issuer_name(ca.certificate.subject)
+        .public_key(request.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(request.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+    )
+    for ext in request.extensions:
+        if isinstance(ext.value, x509.ExtendedKeyUsage) and eku is not None:
+            continue
+        builder = builder.add_extension(ext.value, critical=ext.critical)
+    if eku:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(_eku_oids(eku)), critical=False)
+    return _pem(builder.sign(ca_key, _hash_for(ca_key)))
