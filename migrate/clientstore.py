@@ -34,7 +34,7 @@ from .install import InstallPlan, InstallReport, InstallRequest, make_install_pl
 from .install_record import APPLIED, APPLYING, ROLLING_BACK, InstallEntry, InstallJournal
 from .model import FileState, Layout, Snapshot
 from .scan import read_capped, scan
-from .writer import Outcome, _cause_hint, _holding, _place, _require_root, _rollback_failure
+from .writing import Outcome, cause_hint, holding, place, require_root, rollback_failure
 
 log = logs.get_logger(__name__)
 
@@ -76,9 +76,9 @@ def install(layout: Layout, request: InstallRequest) -> InstallReport:
         if plan.state == checks.CLIENT_INSTALLED:
             _tidy(layout)
         return _proved(layout, plan, "already-installed", request.warn_days)
-    _require_root("install-client")
+    require_root("install-client")
     failure = ApplyError("install-client could not take the node's lock", id="install-failed")
-    with _holding(layout, failure) as (held, state):
+    with holding(layout, failure) as (held, state):
         try:
             snap = scan(layout, held=held)
             if snap.fingerprint != plan.fingerprint:
@@ -94,7 +94,9 @@ def install(layout: Layout, request: InstallRequest) -> InstallReport:
                 raise _failed(held, state, layout, exc) from exc
             if not report.ok:
                 blocker = checks.blockers(report.findings)[0]
-                raise _failed(held, state, layout, ApplyError(f"the installed client store does not verify: {blocker.message}"))
+                raise _failed(
+                    held, state, layout, ApplyError(f"the installed client store does not verify: {blocker.message}")
+                )
             return report
         finally:
             with contextlib.suppress(OSError):  # debris of a run that failed before its journal: not a change
@@ -107,10 +109,13 @@ def install(layout: Layout, request: InstallRequest) -> InstallReport:
 def _tidy(layout: Layout) -> None:
     """Remove the staging copies a rollback cut short left beside the install journal (not a change to the node)."""
     try:
-        _require_root("install-client")
+        require_root("install-client")
     except PrivilegeError:  # reporting "already installed" needs no root; tidying does
         return
-    with _holding(layout, ApplyError("install-client could not take the node's lock", id="install-failed")) as (_, state):
+    with holding(layout, ApplyError("install-client could not take the node's lock", id="install-failed")) as (
+        _,
+        state,
+    ):
         clear_install_staging(state)
 
 
@@ -137,11 +142,16 @@ def _save(state: Dir, rec: InstallJournal) -> None:
 
 
 def _in_place(current: FileState, action: ReplaceFile) -> bool:
-    return current.kind == "file" and current.sha256 == action.sha256 and (
-        current.mode,
-        current.uid,
-        current.gid,
-    ) == (action.mode, action.uid, action.gid)
+    return (
+        current.kind == "file"
+        and current.sha256 == action.sha256
+        and (
+            current.mode,
+            current.uid,
+            current.gid,
+        )
+        == (action.mode, action.uid, action.gid)
+    )
 
 
 def _execute(held: Held, state: Dir, layout: Layout, snap: Snapshot, plan: InstallPlan) -> None:
@@ -150,7 +160,7 @@ def _execute(held: Held, state: Dir, layout: Layout, snap: Snapshot, plan: Insta
 
     clear_install_staging(state)
     for temp in snap.temps:  # a staging file beside a client file, from the run this one resumes
-        fsops.remove_file(*_place(held, layout, temp.path))
+        fsops.remove_file(*place(held, layout, temp.path))
     rec = snap.install_record
     if rec is None:
         rec = InstallJournal(
@@ -166,7 +176,7 @@ def _execute(held: Held, state: Dir, layout: Layout, snap: Snapshot, plan: Insta
     by_path = {file_state.path: file_state for file_state in snap.files.values()}
     for action in plan.actions:
         current = by_path[action.path]
-        d, name = _place(held, layout, action.path)
+        d, name = place(held, layout, action.path)
         if action.previous is not None:
             _keep_previous(state, name, current, action)
         if not _in_place(current, action):
@@ -211,7 +221,7 @@ def _failed(held: Held, state: Dir, layout: Layout, exc: Exception) -> ApplyErro
         return ApplyError(
             f"install-client failed ({reason}); the node was not changed",
             id="install-failed",
-            hint=_cause_hint(exc) + ", then run install-client again",
+            hint=cause_hint(exc) + ", then run install-client again",
         )
     try:
         _rollback_locked(held, state, layout, force=False)
@@ -221,12 +231,12 @@ def _failed(held: Held, state: Dir, layout: Layout, exc: Exception) -> ApplyErro
         return ApplyError(
             f"install-client failed ({reason}) and so did the undo ({why}): the install is interrupted",
             id="install-failed",
-            hint=_cause_hint(exc) + ", then run rollback (or install-client with the same files) again",
+            hint=cause_hint(exc) + ", then run rollback (or install-client with the same files) again",
         )
     return ApplyError(
         f"install-client failed ({reason}); the client store was returned to its previous state",
         id="install-failed",
-        hint=_cause_hint(exc) + ", then run install-client again",
+        hint=cause_hint(exc) + ", then run install-client again",
     )
 
 
@@ -256,9 +266,9 @@ def rollback(layout: Layout, snap: Snapshot, *, force: bool = False) -> Outcome:
             path=snap.install_journal.path if snap.install_journal else None,
             hint=checks.INSTALL_WAY_OUT,
         )
-    _require_root("rollback")
+    require_root("rollback")
     failure = RollbackError("rollback could not take the node's lock", id="rollback-failed")
-    with _holding(layout, failure) as (held, state), _rollback_failure():
+    with holding(layout, failure) as (held, state), rollback_failure():
         if not fsops.lexists(state, policy.INSTALL_JOURNAL_NAME):  # another run finished it meanwhile
             return Outcome(command="rollback", node=str(layout.root), result="nothing-to-do")
         return _rollback_locked(held, state, layout, force=force)
@@ -286,7 +296,7 @@ def _rollback_locked(held: Held, state: Dir, layout: Layout, *, force: bool) -> 
     displaced = _move_aside(held, layout, conflicts) if conflicts else None
     by_path = {file_state.path: file_state for file_state in snap.files.values()}
     for step in steps:
-        d, name = _place(held, layout, step.path)
+        d, name = place(held, layout, step.path)
         if isinstance(step, RestoreFile):
             current = by_path[step.path]
             previous = step.previous
@@ -341,7 +351,7 @@ def _move_aside(held: Held, layout: Layout, conflicts: list[FileState]) -> str:
     name, aside = fsops.make_fresh_dir(parent, f"{prefix}{stamp}-")
     try:
         for conflict in conflicts:
-            fsops.move_into(*_place(held, layout, conflict.path), aside)
+            fsops.move_into(*place(held, layout, conflict.path), aside)
     finally:
         journal.close_dir(aside)
     return layout.rel(f"{parent.path.rstrip('/')}/{name}")

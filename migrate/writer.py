@@ -9,9 +9,7 @@ so the node is returned to X15.4 before the command exits.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import attrs
@@ -20,114 +18,25 @@ from . import checks, facts, fsops, journal, logs, policy, record
 from .actions import CONFIG_ACTIONS, CreateFile, RemoveFile, RemoveTemp, RestoreConfig
 from .checks import Finding
 from .dirs import Dir, Held
-from .errors import ApplyError, BlockedError, JournalError, MigrateError, PlanError, PrivilegeError, RollbackError
+from .errors import ApplyError, JournalError, MigrateError, PlanError, RollbackError
 from .plan import Plan, check_saved_plan, edited_config, make_plan
 from .scan import Layout, Snapshot, read_capped, scan
+from .writing import (  # noqa: F401 - Outcome is part of this module's face (migrate.Outcome)
+    Outcome,
+    cause_hint,
+    holding,
+    place,
+    refuse_blockers,
+    require_root,
+    rollback_failure,
+)
 
 log = logs.get_logger(__name__)
-
-FORMAT_VERSION = policy.FORMAT_VERSION  # one version for every document
-
-
-@attrs.frozen
-class Outcome:
-    """What ``apply`` or ``rollback`` did, and the state it proved afterwards."""
-
-    command: str
-    node: str
-    result: str  # migrated, already-migrated, rolled-back, nothing-to-do
-    actions: tuple = ()
-    findings: tuple[Finding, ...] = ()
-    displaced: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not checks.blockers(self.findings)
-
-    def as_dict(self) -> dict:
-        return {
-            "format_version": FORMAT_VERSION,
-            "command": self.command,
-            "node": self.node,
-            "ok": self.ok,
-            "result": self.result,
-            "actions": [a.as_dict() for a in self.actions],
-            "findings": [f.as_dict() for f in self.findings],
-            "displaced": self.displaced,
-        }
 
 
 def _analyse(layout: Layout, warn_days: int) -> tuple[checks.Analysis, Plan]:
     analysis = facts.analyse(scan(layout))
     return analysis, make_plan(analysis, warn_days=warn_days)
-
-
-def _require_root(command: str) -> None:
-    if os.geteuid() != 0:
-        raise PrivilegeError(
-            f"{command} must run as root: it sets the owners of the client files",
-            hint="run it with sudo, or as root (precheck and plan work unprivileged)",
-        )
-
-
-@contextlib.contextmanager
-def _holding(layout: Layout, failure: MigrateError) -> Iterator[tuple[Held, Dir]]:
-    """:func:`journal.locked`; a file-system error while taking the directories or the lock becomes ``failure``."""
-    with contextlib.ExitStack() as stack:
-        try:
-            held, state = stack.enter_context(journal.locked(layout))
-        except OSError as exc:
-            raise _unchanged(failure, exc) from exc
-        yield held, state
-
-
-def _unchanged(failure: MigrateError, exc: OSError) -> MigrateError:
-    failure.message = f"{failure.message} ({os.strerror(exc.errno or errno.EIO)}); the node was not changed"
-    failure.hint = _cause_hint(exc, "check that the file system is writable and has free space") + ", then run it again"
-    return failure
-
-
-_CAUSE_HINTS = {
-    errno.EROFS: "the file system is mounted read-only: remount it read-write",
-    errno.ENOSPC: "the file system is full: free some space",
-    errno.EDQUOT: "the disk quota is used up: free some space",
-    errno.EACCES: policy.ROOT_REFUSED_HINT,
-    errno.EPERM: policy.ROOT_REFUSED_HINT,
-    errno.EIO: "the disk reported an I/O error: check the system log (dmesg) first",
-}
-
-
-def _cause_hint(exc: BaseException | None, default: str = "fix the cause") -> str:
-    """What to do about ``exc``: specific to its errno where one is known, else ``default``."""
-    while exc is not None and not isinstance(exc, OSError):
-        exc = exc.__cause__ or exc.__context__
-    return _CAUSE_HINTS.get(exc.errno or 0, default) if isinstance(exc, OSError) else default
-
-
-def _refuse_blockers(plan: Plan) -> None:
-    found = checks.blockers(plan.findings)
-    if found:
-        first = found[0]
-        more = f" (and {len(found) - 1} more blocker(s))" if len(found) > 1 else ""
-        raise BlockedError(
-            f"{first.message}{more}",
-            id=first.id,
-            path=first.path,
-            hint=first.hint or "run precheck to see every finding",
-            findings=found,
-        )
-
-
-def _place(held: Held, layout: Layout, display: str) -> tuple[Dir, str]:
-    """The held directory and the name of a path the plan or the journal names (a display path of this node)."""
-    path = os.fspath(layout.resolve(display))
-    head, _, name = path.rpartition("/")
-    d = held.get(head or "/")
-    if d is None or not name or name in (".", ".."):
-        raise PlanError(
-            f"{display} is not in a directory the migration holds", id="node-changed", hint="run plan again"
-        )
-    return d, name
 
 
 # --- apply --------------------------------------------------------------------
@@ -141,11 +50,11 @@ def apply(layout: Layout, *, saved_plan: dict | None = None, warn_days: int = po
         _, plan = _analyse(layout, warn_days)
         if saved_plan is not None:
             check_saved_plan(saved_plan, plan)
-        _refuse_blockers(plan)
+        refuse_blockers(plan)
         if not plan.actions:
             return _proved(layout, "apply", "already-migrated", (), acted_with=plan.findings)
-    _require_root("apply")
-    with _holding(layout, ApplyError("apply could not take the node's lock", id="apply-failed")) as (held, state):
+    require_root("apply")
+    with holding(layout, ApplyError("apply could not take the node's lock", id="apply-failed")) as (held, state):
         try:
             # Planned once: under the lock the node is scanned again, through the directories now held, and
             # must be what was planned (the fingerprint covers every byte, mode and owner the plan read).
@@ -206,7 +115,7 @@ def _failed(held: Held, state: Dir, layout: Layout, exc: Exception) -> ApplyErro
     if not started:  # it failed before its first change to the node
         return ApplyError(
             f"apply failed ({reason}); the node was not changed",
-            hint=_cause_hint(exc) + ", then run apply again",
+            hint=cause_hint(exc) + ", then run apply again",
         )
     try:
         _rollback_locked(held, state, layout, force=False)
@@ -215,11 +124,11 @@ def _failed(held: Held, state: Dir, layout: Layout, exc: Exception) -> ApplyErro
         log.error("undo_failed", reason=why)
         return ApplyError(
             f"apply failed ({reason}) and so did the undo ({why}): the node is mid-migration",
-            hint=_cause_hint(exc) + ", then run rollback (or apply) again: the journal records what was done",
+            hint=cause_hint(exc) + ", then run rollback (or apply) again: the journal records what was done",
         )
     return ApplyError(
         f"apply failed ({reason}); the node was returned to its previous state",
-        hint=_cause_hint(exc) + ", then run apply again",
+        hint=cause_hint(exc) + ", then run apply again",
     )
 
 
@@ -234,8 +143,6 @@ def _load_journal(snap: Snapshot) -> record.Journal:
             hint=checks.JOURNAL_WAY_OUT,
         )
     return found
-
-
 
 
 def _execute(held: Held, state: Dir, layout: Layout, snap: Snapshot, plan: Plan) -> None:
@@ -259,10 +166,10 @@ def _execute(held: Held, state: Dir, layout: Layout, snap: Snapshot, plan: Plan)
     config_done = False
     for action in plan.actions:
         if isinstance(action, RemoveTemp):  # our own debris, not a change to the node: nothing to undo
-            fsops.remove_file(*_place(held, layout, action.path))
+            fsops.remove_file(*place(held, layout, action.path))
         elif isinstance(action, CreateFile):
             data = _source_bytes(snap, action)
-            d, name = _place(held, layout, action.path)
+            d, name = place(held, layout, action.path)
             fsops.create_file(d, name, data, mode=action.mode, uid=action.uid, gid=action.gid)
             rec = rec.mark_done([action])
             journal.save(state, rec)
@@ -270,7 +177,7 @@ def _execute(held: Held, state: Dir, layout: Layout, snap: Snapshot, plan: Plan)
             cfg = snap.config
             # There are configuration actions, so the configuration was read whole (above): its mode is known.
             assert new_config is not None and cfg.mode is not None
-            d, name = _place(held, layout, cfg.path)
+            d, name = place(held, layout, cfg.path)
             fsops.replace_file(d, name, new_config, mode=cfg.mode, uid=cfg.uid, gid=cfg.gid)
             rec = rec.mark_done(config_actions)
             journal.save(state, rec)
@@ -331,9 +238,9 @@ def rollback(layout: Layout, *, force: bool = False) -> Outcome:
             if snap.state_dir.kind == "dir":
                 from .clientstore import clear_install_state
 
-                _require_root("rollback")
+                require_root("rollback")
                 failure = RollbackError("rollback could not take the node's lock", id="rollback-failed")
-                with _holding(layout, failure) as (held, state), _rollback_failure():
+                with holding(layout, failure) as (held, state), rollback_failure():
                     if not fsops.lexists(state, policy.JOURNAL_NAME) and not fsops.lexists(
                         state, policy.INSTALL_JOURNAL_NAME
                     ):
@@ -347,27 +254,13 @@ def rollback(layout: Layout, *, force: bool = False) -> Outcome:
             hint="restore the node from its backup, or undo the X15.5 changes by hand",
         )
     _load_journal(snap)
-    _require_root("rollback")
+    require_root("rollback")
     failure = RollbackError("rollback could not take the node's lock", id="rollback-failed")
-    with _holding(layout, failure) as (held, state), _rollback_failure():
+    with holding(layout, failure) as (held, state), rollback_failure():
         if not fsops.lexists(state, policy.JOURNAL_NAME):  # another run finished the rollback meanwhile
             journal.remove_state(held, layout)
             return Outcome(command="rollback", node=str(layout.root), result="nothing-to-do")
         return _rollback_locked(held, state, layout, force=force)
-
-
-@contextlib.contextmanager
-def _rollback_failure() -> Iterator[None]:
-    """A file-system error during rollback becomes ``rollback-failed``; the journal stays for the next run."""
-    try:
-        yield
-    except OSError as exc:
-        log.error("rollback_failed", reason=f"{type(exc).__name__}: {exc}")
-        raise RollbackError(
-            f"rollback failed ({os.strerror(exc.errno or errno.EIO)}: {exc.filename}); the node is mid-rollback",
-            id="rollback-failed",
-            hint=_cause_hint(exc) + ", then run rollback (or apply) again: the journal records what is left to do",
-        ) from exc
 
 
 def _rollback_locked(held: Held, state: Dir, layout: Layout, *, force: bool) -> Outcome:
@@ -389,7 +282,7 @@ def _rollback_locked(held: Held, state: Dir, layout: Layout, *, force: bool) -> 
         name, aside = fsops.make_fresh_dir(parent, f"{prefix}{stamp}-")
         try:
             for conflict in conflicts:
-                fsops.move_into(*_place(held, layout, conflict.path), aside)
+                fsops.move_into(*place(held, layout, conflict.path), aside)
         finally:
             with contextlib.suppress(OSError):
                 os.close(aside.fd)
@@ -409,10 +302,10 @@ def _rollback_locked(held: Held, state: Dir, layout: Layout, *, force: bool) -> 
             # The mode and owner are the file's own, as it is now (never the journal's); a missing one gets root's.
             cfg = snap.config
             mode = cfg.mode if cfg.mode is not None else policy.CONFIG_FALLBACK_MODE
-            d, name = _place(held, layout, cfg.path)
+            d, name = place(held, layout, cfg.path)
             fsops.replace_file(d, name, backup.data, mode=mode, uid=cfg.uid or 0, gid=cfg.gid or 0)
         else:
-            fsops.remove_file(*_place(held, layout, step.path))
+            fsops.remove_file(*place(held, layout, step.path))
     journal.remove_state(held, layout)
     return Outcome(
         command="rollback", node=str(layout.root), result="rolled-back", actions=tuple(steps), displaced=displaced

@@ -248,8 +248,8 @@ class TestPublicCutoff:
     def test_public_client_auth_cert_is_at_risk_with_date(self, tmp_path, ca2):
         """A public cert that carries clientAuth today is at risk, with the cut-off date and its break date, wherever relied on.
 
-        Issue 13 changed this: an unknown public CA gets the earliest known cut-off (it was the latest,
-        2027-03-15), already past on NOW, so the certificate breaks when it expires.
+        An unknown public CA gets the earliest known cut-off (never the latest), already past on NOW, so the
+        certificate breaks when it expires.
         """
         core = node(tmp_path, "core", cert(ca2, "core", BOTH), [ca2])
         edge = node(tmp_path, "edge", cert(ca2, "edge", BOTH), [ca2], checking="On")
@@ -281,7 +281,7 @@ class TestPublicCutoff:
     @pytest.mark.parametrize(
         ("orgs", "expected"),
         [
-            (["DigiCert Inc"], "2027-03-01"),  # ALERT53; issue 13 corrected 2027-03-15
+            (["DigiCert Inc"], "2027-03-01"),  # ALERT53 (modified 2026-03-03), not 2027-03-15
             (["Sectigo Limited"], "2026-05-15"),
             (["Let's Encrypt", "Internet Security Research Group"], "2026-02-11"),
             (["Example Public Trust"], policy.DEFAULT_CLIENT_AUTH_CUTOFF),

@@ -16,7 +16,7 @@ import pytest
 from migrate import policy
 
 PACKAGE = Path(__file__).resolve().parent.parent / "migrate"
-HOME = {PACKAGE / "policy.py"}  # where the facts live
+HOME = set((PACKAGE / "policy").glob("*.py"))  # where the facts live: the policy package
 
 
 def engine_sources() -> list[Path]:

@@ -29,14 +29,14 @@ PURE = {"migrate.model", "migrate.policy", "migrate.actions", "migrate.record", 
         "migrate.install_record", "migrate.install_checks"}  # fmt: skip
 FORBIDDEN_IN_PURE = {"os", "fcntl", "shutil", "tempfile", "cryptography", "migrate.scan", "migrate.dirs",
                      "migrate.facts", "migrate.certs", "migrate.fsops", "migrate.journal", "migrate.writer"}  # fmt: skip
-WRITERS = {"migrate.fsops", "migrate.journal", "migrate.writer", "migrate.clientstore"}
+WRITERS = {"migrate.fsops", "migrate.journal", "migrate.writer", "migrate.clientstore", "migrate.writing"}
 TEST_KIT = {"migrate.testing"}  # the whole package: factory, pki, faults, tree, samples, rehearsal, the plugin  # fmt: skip
 ENGINE = {"migrate.model", "migrate.policy", "migrate.actions", "migrate.record", "migrate.plan", "migrate.xconfig",
           "migrate.pem", "migrate.acl", "migrate.errors", "migrate.checks", "migrate.scan", "migrate.dirs",
           "migrate.facts", "migrate.certs", "migrate.fsops", "migrate.journal", "migrate.writer", "migrate.assess",
           "migrate.fleet", "migrate.report", "migrate.logs", "migrate.commands", "migrate.streams",
           "migrate.install", "migrate.install_record", "migrate.install_checks", "migrate.clientcert", "migrate.clientstore", "migrate.csr",
-          "migrate.report_client", "migrate.arguments"}  # fmt: skip
+          "migrate.report_client", "migrate.arguments", "migrate.writing"}  # fmt: skip
 
 
 def module_name(path: Path) -> str:
