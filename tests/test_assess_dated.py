@@ -1,6 +1,6 @@
-"""Issue 13: assess and precheck read the whole configuration and never give advice that fails on the day.
+"""Assess and precheck read the whole configuration and never give advice that fails on the day.
 
-Each case of the issue is built with real certificates (``migrate.testing``): public-like CAs named as the
+Each case is built with real certificates (``migrate.testing``): public-like CAs named as the
 real ones are ("DigiCert Inc", "Sectigo Limited"), a private CA, and nodes laid out by the factory.  Each
 test asserts the service statuses, the certificate at fault, the break date, and that the fix offered is
 one that works on that date (where it names a certificate to install, the test installs it and judges again).
@@ -331,6 +331,7 @@ class TestCutoffs:
             assert date.fromisoformat(entry.date) and date.fromisoformat(entry.read)
             assert entry.source.startswith("https://") and entry.orgs and entry.ca
         assert min(e.date for e in policy.CLIENT_AUTH_CUTOFFS) == policy.UNKNOWN_CA_CUTOFF
+        assert max(e.date for e in policy.CLIENT_AUTH_CUTOFFS) <= policy.CHROME_CLIENT_AUTH_END
         digicert = next(e for e in policy.CLIENT_AUTH_CUTOFFS if e.ca == "DigiCert")
         assert digicert.date == "2027-03-01" and "ALERT53" in digicert.note
         sectigo = next(e for e in policy.CLIENT_AUTH_CUTOFFS if e.ca == "Sectigo")

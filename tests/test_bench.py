@@ -15,7 +15,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 @pytest.mark.slow
 class TestBenchSmoke:
     def test_smoke_run_reports_every_ratio_and_growth_row(self):
-        """`bench/run.py --smoke --json` exits 0 with the fleet counted right, every ratio, and a per-node row."""
+        """`bench/run.py --smoke --json` exits 0 with the fleet counted right, every ratio, a per-node row and the crash rehearsal's figures."""
         done = subprocess.run(
             [sys.executable, str(BENCH), "--smoke", "--json"], capture_output=True, text=True, timeout=600, check=False
         )
@@ -37,3 +37,9 @@ class TestBenchSmoke:
         assert figures["fleet_ratio"] == pytest.approx(ratio, abs=0.05)
         row = figures["per_node"]["10"]
         assert row["precheck_plan_ms"] > 0 and row["rehearsal_ms"] > 0
+        # the crash rehearsal: its CPU per node (smoke: at 1 node), one apply's, their ratio, the samples' wall time
+        assert list(figures["crash_rehearsal_cpu_s_per_node"]) == ["1"]
+        crash_cpu = figures["crash_rehearsal_cpu_s_per_node"]["1"]
+        assert crash_cpu > 0 and figures["apply_cpu_ms"] > 0 and figures["rehearse_samples_wall_s"] > 0
+        ratio = 1000 * crash_cpu / figures["apply_cpu_ms"]
+        assert figures["crash_rehearsal_to_apply_ratio"] == pytest.approx(ratio, rel=0.05)

@@ -263,7 +263,7 @@ from .client import (  # noqa: E402, I001 - after the facts they build on; one n
 )
 from .services import (  # noqa: E402 - after the facts they build on
     ASSESS_FIXES as ASSESS_FIXES,
-    CHROME_SERVER_AUTH_ONLY_DEADLINE as CHROME_SERVER_AUTH_ONLY_DEADLINE,
+    CHROME_CLIENT_AUTH_END as CHROME_CLIENT_AUTH_END,
     CLIENT_AUTH_CUTOFFS as CLIENT_AUTH_CUTOFFS,
     CONDITION_4 as CONDITION_4,
     CUTOFFS_READ as CUTOFFS_READ,

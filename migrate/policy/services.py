@@ -94,11 +94,11 @@ CLIENT_AUTH_CUTOFFS: tuple[CutOff, ...] = (
         "the default classic profile; the opt-in tlsclient profile kept clientAuth until 2026-05-13",
     ),
 )
-# The Chrome Root Program's deadline for server-auth-only hierarchies: no public CA trusted by Chrome issues
-# clientAuth in a hierarchy Chrome trusts after it (as restated by Certum,
-# https://support.certum.eu/en/technical-news/sunsetting-the-clientauth-eku-from-certum-ssl-tls-certificates, read
-# 2026-11-29; DOMAIN.md reads 2027-03-15 for subscriber certificates).  Informational: each CA's own date rules.
-CHROME_SERVER_AUTH_ONLY_DEADLINE = "2026-06-15"
+# The Chrome Root Program's deadline for subscriber certificates: after it no certificate of a hierarchy Chrome
+# trusts carries clientAuth, so no CA's date above can be later (DOMAIN.md, as read in November 2026;
+# https://comparecheapssl.com/?p=12632 lists it beside the CAs' dates, read 2026-11-29; DigiCert's ALERT53 says
+# Chrome extended its timeline).  A bound on the table, not a date the assessment uses.
+CHROME_CLIENT_AUTH_END = "2027-03-15"
 # A public CA not in the table: the earliest date known, never the latest.
 UNKNOWN_CA_CUTOFF = min(entry.date for entry in CLIENT_AUTH_CUTOFFS)
 DEFAULT_CLIENT_AUTH_CUTOFF = UNKNOWN_CA_CUTOFF  # the name earlier versions used

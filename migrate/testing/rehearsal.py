@@ -9,6 +9,12 @@ the crash rehearsal: ``apply`` is stopped dead (a power cut, from
 tree and ``apply`` the exact migrated one.  (A stop at a call that only reads
 leaves the disk as a stop at the next call that writes.)
 
+Where the process can fork, the crash rehearsal makes one clean run of each
+command and forks at each call that writes: the child inherits the fake disk
+as it is at that call, cuts the power there and judges what it is left with,
+so no tree is rewritten, read back through ``os`` or removed at each point
+(:class:`_CrashRehearsal`).
+
 :func:`rehearse` runs in whatever fake file system is active (a pyfakefs test's
 ``fs``), and refuses to run on the real disk.
 """
@@ -16,16 +22,23 @@ leaves the disk as a stop at the next call that writes.)
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os  # at module level, so that pyfakefs patches it
+import pickle
+import posix  # never patched: fork, pipes and _exit are the real process's
 import posixpath
+import sys
 from collections.abc import Callable, Iterator
+from typing import NoReturn
 
 import attrs
 
 from .. import checks, facts, policy
 from ..errors import MigrateError
+from ._snapshot import fake_tree
+from .tree import diff_trees
 
 FORMAT_VERSION = policy.FORMAT_VERSION  # one version for every document
 
@@ -193,14 +206,16 @@ def rehearse(root: str, *, crash: bool = True) -> Rehearsal:
             hint="call migrate.rehearse inside a pyfakefs test (the fs fixture), or run expressway-migrate rehearse NODE",
         )
     with as_root(fake_os):
-        return _rehearse(str(root), crash)
+        return _rehearse(str(root), crash, fake_os.filesystem)
 
 
-def _rehearse(root: str, crash: bool) -> Rehearsal:
+def _rehearse(root: str, crash: bool, filesystem) -> Rehearsal:
     from .. import writer
     from ..plan import make_plan
     from ..scan import Layout, scan
-    from .tree import diff_trees, read_tree
+
+    def read_tree(root: str) -> dict:  # the node as read_tree reads it, straight from the fake objects
+        return fake_tree(filesystem, root)
 
     layout = Layout.for_node(root)
     steps: list[Step] = []
@@ -253,7 +268,7 @@ def _rehearse(root: str, crash: bool) -> Rehearsal:
     )
     if not crash or migrated is None or not all(s.ok for s in steps):
         return Rehearsal(node=root, steps=tuple(steps), plan=plan.as_dict())
-    tried, unrecovered = _CrashRehearsal(root, original, migrated).run()
+    tried, unrecovered = _CrashRehearsal(root, original, migrated, filesystem).run()
     step(
         "crash",
         not unrecovered,
@@ -267,35 +282,120 @@ def _rehearse(root: str, crash: bool) -> Rehearsal:
 
 @attrs.define
 class _CrashRehearsal:
-    """Stop apply and rollback at each call that writes; recover from each stop both ways."""
+    """Stop apply and rollback at each call that writes; recover from each stop both ways.
+
+    The points are the calls that write of one clean ``apply`` and of one clean
+    ``rollback`` (:func:`migrate.testing.faults.count_calls`).  A stop is a power
+    cut at that call: a write is torn, and nothing after it reaches the disk.
+    From the state it leaves, ``rollback`` must give back :attr:`original`
+    exactly and ``apply`` :attr:`migrated` (journal and lock bytes aside).  Two
+    stops that leave the same state (:meth:`_state_key`) are judged once.
+
+    Where the process can fork (POSIX, one thread), the clean run itself is the
+    rehearsal: at each call that writes it forks, and the child, which
+    inherits the fake disk as it is at that instant, cuts the power there,
+    judges the state it is left with (the rollback in a child of its own, the
+    apply in place, both at once) and reports; the clean run goes on.  The
+    partial runs are thus made once in all, not once a point, and no tree is
+    rewritten, read back through ``os`` or removed.  All of it happens in a
+    child of the caller, so the caller's fake disk is never touched.
+    Elsewhere every point runs in process, on a scratch copy written for it
+    (:meth:`_run_in_process`): the same points, the same judgement, about
+    twice as slowly (``tests/test_rehearsal_crash.py`` holds the two equal).
+    """
 
     root: str
     original: dict
     migrated: dict
+    filesystem: object
+    fork: bool = True
     _scratch: str = ""
     _seen: dict = attrs.field(factory=dict)  # state key -> problem ("" = recovered)
 
     def run(self) -> tuple[int, list[CrashPoint]]:
+        """The number of points tried, and those that did not recover."""
+        points = self.points()
+        unrecovered = [CrashPoint(command, call, problem) for command, call, problem in points if problem]
+        return len(points), unrecovered
+
+    def points(self) -> list[tuple[str, str, str]]:
+        """Every point tried, in order: the command stopped, the call, and what did not hold ("" when both recoveries did)."""
+        return _in_child(self._run_forked) if self.fork and _can_fork() else self._run_in_process()
+
+    # -- forked: one clean run, a child at each point -------------------------------------------------------
+
+    def _run_forked(self) -> list[tuple[str, str, str]]:
+        from .. import writer
+        from ..scan import Layout
+        from . import faults
+
+        points: list[tuple[str, str, str]] = []
+        for command, run in (("apply", writer.apply), ("rollback", writer.rollback)):
+            stopped: list[int] = []  # in the child of a point: the pipe to report on
+            held: dict = {}  # the injector of the run
+
+            def fork_here(call, command=command, stopped=stopped, held=held) -> None:
+                if not call.writes:
+                    return
+                reader, report = posix.pipe()
+                pid = _fork()
+                if pid == 0:  # the child: cut the power at this very call, then judge what is left
+                    posix.close(reader)
+                    stopped.append(report)
+                    held["injector"].at, held["injector"].fault = call.number, "power-cut"
+                    return
+                posix.close(report)
+                key, problem = _receive(reader, pid)
+                self._seen.setdefault(key, problem)
+                points.append((command, str(call), problem))
+
+            failure: BaseException | None = None
+            try:
+                with faults.inject(observe=fork_here) as held["injector"]:
+                    run(Layout.for_node(self.root))
+            except BaseException as exc:  # noqa: B036 - in a point's child, reported to the parent below
+                if not stopped:  # the clean run failed: as when it is counted in process, that is the caller's
+                    raise
+                if not isinstance(exc, faults.PowerCut | MigrateError):  # what a stop may end with
+                    failure = exc
+            if stopped:  # only ever true in the child of a point, which ends here
+                _end_child(stopped[0], functools.partial(self._judge_here, failure))
+        return points
+
+    def _judge_here(self, failure: BaseException | None) -> tuple[str, str]:
+        """In the child of a point: the state key of the disk the stop left, and what recovering from it gave."""
+        if failure is not None:
+            raise failure
+        links: dict[str, int] = {}
+        key = self._state_key(fake_tree(self.filesystem, self.root, links=links), links)
+        if key not in self._seen:  # as the parent knew it when it forked
+            # The rollback in a child, on its own copy of the disk, while this process applies in place.
+            rollback = _start_child(lambda: self._rollback_problems(self.root))
+            applied = self._apply_problems(self.root)
+            self._seen[key] = "; ".join(_receive(*rollback) + applied)
+        return key, self._seen[key]
+
+    # -- in process: a scratch copy for each point ----------------------------------------------------------
+
+    def _run_in_process(self) -> list[tuple[str, str, str]]:
         from .. import writer
 
         parent = posixpath.dirname(self.root.rstrip("/")) or "/"
         self._scratch = posixpath.join(
             parent, f".{posixpath.basename(self.root.rstrip('/')) or 'node'}-crash-rehearsal"
         )
-        tried, unrecovered = 0, []
+        points = []
         try:
             for command, start, run in (
                 ("apply", self.original, writer.apply),
                 ("rollback", self.migrated, writer.rollback),
             ):
                 for call in self._points(command, start, run):
-                    tried += 1
                     problem = self._stop_and_recover(command, start, run, call.number)
-                    if problem:
-                        unrecovered.append(CrashPoint(command, self._name(call, command), problem))
+                    points.append((command, self._name(call, command), problem))
         finally:
             _remove_tree(self._scratch)
-        return tried, unrecovered
+        return points
 
     def _points(self, command: str, start: dict, run) -> list:
         from ..scan import Layout
@@ -308,32 +408,22 @@ class _CrashRehearsal:
         return [call for call in calls if call.writes]
 
     def _stop_and_recover(self, command: str, start: dict, run, at: int) -> str:
-        from .. import writer
         from ..scan import Layout
         from . import faults
-        from .tree import diff_trees, read_tree
 
         node = self._node(f"{command}-{at}")
         write_fake_tree(start, node)
         with faults.inject(at=at, fault="power-cut"), contextlib.suppress(faults.PowerCut, MigrateError):
             run(Layout.for_node(node))
-        after = read_tree(node)
-        key = self._state_key(node, after)
+        links: dict[str, int] = {}
+        after = fake_tree(self.filesystem, node, links=links)
+        key = self._state_key(after, links)
         if key not in self._seen:
-            problems = []
             undo = self._node(f"{command}-{at}-rollback")
             write_fake_tree(after, undo)
-            try:
-                writer.rollback(Layout.for_node(undo))
-                problems += [f"rollback: {d}" for d in diff_trees(self.original, read_tree(undo))[:3]]
-            except MigrateError as exc:
-                problems.append(f"rollback: {exc.one_line()}")
+            problems = self._rollback_problems(undo)
             _remove_tree(undo)
-            try:  # in place: a copy would lose what a stop leaves in links
-                writer.apply(Layout.for_node(node))
-                problems += [f"apply: {d}" for d in diff_trees(_blank(self.migrated), _blank(read_tree(node)))[:3]]
-            except MigrateError as exc:
-                problems.append(f"apply: {exc.one_line()}")
+            problems += self._apply_problems(node)  # in place: a copy would lose what a stop leaves in links
             text = "; ".join(problems)
             for scratch in (undo, node):  # name the user's node, not the scratch copy
                 text = text.replace(scratch, self.root.rstrip("/"))
@@ -348,16 +438,122 @@ class _CrashRehearsal:
         """The call as the injector names it, with the scratch copy's path shown as the node's."""
         return str(call).replace(self._node(f"count-{command}"), self.root.rstrip("/"))
 
+    # -- the judgement, the same both ways -----------------------------------------------------------------
+
+    def _rollback_problems(self, node: str) -> list[str]:
+        from .. import writer
+        from ..scan import Layout
+
+        try:
+            writer.rollback(Layout.for_node(node))
+        except MigrateError as exc:
+            return [f"rollback: {exc.one_line()}"]
+        return [f"rollback: {d}" for d in diff_trees(self.original, fake_tree(self.filesystem, node))[:3]]
+
+    def _apply_problems(self, node: str) -> list[str]:
+        from .. import writer
+        from ..scan import Layout
+
+        try:
+            writer.apply(Layout.for_node(node))
+        except MigrateError as exc:
+            return [f"apply: {exc.one_line()}"]
+        return [f"apply: {d}" for d in diff_trees(_blank(self.migrated), _blank(fake_tree(self.filesystem, node)))[:3]]
+
     @staticmethod
-    def _state_key(node: str, tree: dict) -> str:
+    def _state_key(tree: dict, links: dict[str, int]) -> str:
         """Equal for two stops that left the same state: tree (journal times, lock pid aside) and hard links."""
         digest = hashlib.sha256()
         for rel, entry in sorted(_blank(tree, keep_journal=True).items()):
             data = entry.data or b""
-            links = os.lstat(posixpath.join(node, rel)).st_nlink if entry.kind == "file" else 0
-            digest.update(repr((rel, entry.kind, entry.mode, entry.uid, entry.gid, entry.target, links)).encode())
+            nlink = links.get(rel, 0) if entry.kind == "file" else 0
+            digest.update(repr((rel, entry.kind, entry.mode, entry.uid, entry.gid, entry.target, nlink)).encode())
             digest.update(hashlib.sha256(data).digest())
         return digest.hexdigest()
+
+
+def _can_fork() -> bool:
+    """Whether the crash rehearsal may fork: POSIX, and no other thread that a child could inherit a lock from."""
+    import threading
+
+    return hasattr(posix, "fork") and threading.active_count() == 1
+
+
+def _fork() -> int:
+    """``fork``, with the standard streams flushed first so that no buffered output is written twice."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    return posix.fork()
+
+
+def _in_child(work: Callable[[], object]):
+    """``work()`` run in a forked child, on the child's copy of the fake disk; its result, or its exception, here."""
+    return _receive(*_start_child(work))
+
+
+def _start_child(work: Callable[[], object]) -> tuple[int, int]:
+    """Fork a child that runs ``work()`` on its own copy of the fake disk; the pipe to :func:`_receive` from, and its pid."""
+    reader, report = posix.pipe()
+    pid = _fork()
+    if pid == 0:
+        posix.close(reader)
+        _end_child(report, work)
+    posix.close(report)
+    return reader, pid
+
+
+def _end_child(report: int, work: Callable[[], object]) -> NoReturn:
+    """In a forked child: run ``work``, send its result (or its exception) down ``report``, and end the process.
+
+    The child never returns into its parent's code: whatever happens, it ends
+    here, without running the parent's cleanup (``os._exit``).
+    """
+    code = 1
+    try:
+        try:
+            message = pickle.dumps(("ok", work()))
+        except BaseException as exc:  # noqa: B036 - every failure is the parent's to raise
+            message = _pickled_failure(exc)
+        view = memoryview(message)
+        while view:
+            view = view[posix.write(report, view) :]
+        posix.close(report)
+        code = 0
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        posix._exit(code)
+
+
+def _pickled_failure(exc: BaseException) -> bytes:
+    """``exc`` to raise again in the parent: itself when it survives pickling, else a RuntimeError with its traceback."""
+    import traceback
+
+    try:
+        message = pickle.dumps(("raise", exc))
+        pickle.loads(message)
+        return message
+    except Exception:
+        text = "".join(traceback.format_exception(exc))
+        return pickle.dumps(("raise", RuntimeError(f"the crash rehearsal failed in a forked child:\n{text}")))
+
+
+def _receive(reader: int, pid: int):
+    """What the child ``pid`` sent down ``reader`` (after it ended): its result, or its exception raised here."""
+    chunks = []
+    try:
+        while chunk := posix.read(reader, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        posix.close(reader)
+        _, status = posix.waitpid(pid, 0)
+    if not chunks:
+        raise RuntimeError(f"a child of the crash rehearsal ended without a report (wait status {status})")
+    kind, value = pickle.loads(b"".join(chunks))  # noqa: S301 - our own child's, through our own pipe
+    if kind == "raise":
+        raise value
+    return value
 
 
 def _blank(tree: dict, *, keep_journal: bool = False) -> dict:
@@ -408,7 +604,6 @@ def rehearse_samples(names: list[str], *, crash: bool = True) -> list[Rehearsal]
     if workers < 2 or not crash:  # without the crash rehearsal a sample takes well under a second
         return [rehearse_sample(name, crash=crash) for name in names]
     import concurrent.futures
-    import functools
     import multiprocessing
 
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
