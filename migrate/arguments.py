@@ -185,6 +185,14 @@ def parser(json_errors: bool = False) -> argparse.ArgumentParser:
         action="store_false",
         help="skip the crash rehearsal (stopping apply and rollback at each file-system call)",
     )
+    p.add_argument(
+        "--install-client",
+        nargs="+",
+        metavar=("CERT", "KEY [CHAIN]"),  # shown as CERT [KEY [CHAIN] ...]: one to three files
+        help="after the migration, also rehearse install-client with these files (read only; the key defaults to"
+        " the node's privkey.pem, as install-client's --key does): plan, install, re-install, rollback, and its"
+        " crash rehearsal",
+    )
     parser.json_errors, parser.commands = json_errors, dict(sub.choices)
     for subparser in sub.choices.values():
         subparser.json_errors = json_errors
@@ -202,13 +210,25 @@ def _positive_int(text: str) -> int:
 
 
 def check_usage(parser: argparse.ArgumentParser, args) -> None:
-    """The rules argparse cannot state: precheck takes NODE or --fleet, exactly one (an error shows its usage)."""
+    """The rules argparse cannot state (an error shows the command's usage): precheck takes NODE or --fleet, exactly
+    one; install-client takes --cert or --server-copy; rehearse --install-client takes 1 to 3 files, and NODE."""
     if args.command == "install-client" and (args.cert is None) == (not args.server_copy):
         parser = parser.commands["install-client"] if isinstance(parser, Parser) else parser
         parser.error("pass either --cert FILE or --server-copy, not both and not neither")
     if args.command == "install-client" and args.server_copy and (args.key or args.chain):
         parser = parser.commands["install-client"] if isinstance(parser, Parser) else parser
         parser.error("--server-copy installs the server's own key and chain: --key and --chain do not apply")
+    if args.command == "rehearse" and args.install_client is not None:
+        parser = parser.commands["rehearse"] if isinstance(parser, Parser) else parser
+        if len(args.install_client) > 3:
+            parser.error(
+                f"--install-client takes at most 3 files (CERT [KEY [CHAIN]]), not {len(args.install_client)}"
+                " (put NODE before --install-client)"
+            )
+        if args.node is None:
+            parser.error(
+                "--install-client needs NODE, before it: it rehearses an install on that node after its migration"
+            )
     if args.command != "precheck":
         return
     parser = parser.commands["precheck"] if isinstance(parser, Parser) else parser

@@ -141,7 +141,7 @@ def _status(args) -> tuple[dict, int]:
 def _rehearse(args) -> tuple[dict, int]:
     from .testing import _command as command
 
-    result = command.rehearse(args.node, samples=args.sample, crash=args.crash)
+    result = command.rehearse(args.node, samples=args.sample, crash=args.crash, install_client=args.install_client)
     return result.as_dict(), EXIT_OK if result.ok else EXIT_FAIL
 
 

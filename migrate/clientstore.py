@@ -242,8 +242,7 @@ def _failed(held: Held, state: Dir, layout: Layout, exc: Exception) -> ApplyErro
 
 def clear_install_staging(state: Dir) -> None:
     """Remove the staging copies of the install journal and of the previous files that a killed run left."""
-    for name in (policy.INSTALL_JOURNAL_NAME, *PREVIOUS_NAMES):
-        fsops.remove_staging(state, name)
+    fsops.remove_staging(state, policy.INSTALL_JOURNAL_NAME, *PREVIOUS_NAMES)
 
 
 def clear_install_state(state: Dir) -> None:

@@ -123,10 +123,10 @@ def remove_file(d: Dir, name: str) -> bool:
     return True
 
 
-def remove_staging(d: Dir, name: str) -> None:
-    """Remove every staging copy of ``name`` that a killed run left in ``d``."""
+def remove_staging(d: Dir, *names: str) -> None:
+    """Remove every staging copy of each of ``names`` that a killed run left in ``d`` (one listing)."""
     for entry in sorted(os.listdir(d.fd)):
-        if policy.is_staging_name(entry, name):
+        if any(policy.is_staging_name(entry, name) for name in names):
             remove_file(d, entry)
 
 

@@ -224,10 +224,20 @@ def _open_lock_readonly(layout: Layout) -> int | None:
         return None
 
 
+# Every file of the state directory a run stages: the migration's journal and configuration copy, an install's
+# journal and the previous client files it keeps.  A killed run may leave a staging copy of any of them.
+STAGED_STATE_FILES = (
+    policy.JOURNAL_NAME,
+    policy.CONFIG_BACKUP_NAME,
+    policy.INSTALL_JOURNAL_NAME,
+    *(policy.previous_name(rule.name) for rule in policy.CLIENT_FILES),
+)
+
+
 def clear_staging(state: Dir) -> None:
-    """Remove staging copies of the journal and the configuration copy that a killed run left behind."""
-    fsops.remove_staging(state, policy.JOURNAL_NAME)
-    fsops.remove_staging(state, policy.CONFIG_BACKUP_NAME)
+    """Remove the staging copies of the state directory's files that a killed run left behind: the migration's,
+    and those of an install killed before its journal existed (its staging copy is all it left)."""
+    fsops.remove_staging(state, *STAGED_STATE_FILES)
 
 
 def remove_state(held: Held, layout: Layout) -> None:

@@ -461,11 +461,21 @@ def _status(run, tmp_path):
 
 
 def _rehearse(run, tmp_path):
+    from install_support import cas, core_client, write_inputs
+
+    from migrate.testing.factory import NodeSpec, issue, node_tree
+
     edge, blocked = _node(tmp_path, "edge", "edge"), _blocked(tmp_path, "blocked")
+    public, private = cas()  # an X15.4 Core whose ca.pem trusts CA1, and a client identity from CA1 for it
+    core = tmp_path / "core"
+    identity = issue(public, "core.example.com", eku=["serverAuth"])
+    plant(node_tree(NodeSpec(role="core", identity=identity, trusted=(public, private))), core)
+    files = write_inputs(str(tmp_path / "in"), core_client().cert_pem, core_client().key_pem())
     return [
         ("rehearse", _doc(run, "rehearse", edge, "--no-crash", code=0)),
         ("rehearse", _doc(run, "rehearse", "--sample", "core", "--no-crash", code=0)),
         ("rehearse", _doc(run, "rehearse", blocked, "--no-crash", code=1)),
+        ("rehearse", _doc(run, "rehearse", core, "--install-client", files.cert, files.key, "--no-crash", code=0)),
     ]
 
 

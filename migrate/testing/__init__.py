@@ -7,7 +7,9 @@
 - :mod:`~migrate.testing.samples`: the bundled sample nodes;
 - :mod:`~migrate.testing.rehearsal`: the whole cycle, and its crash rehearsal, in pyfakefs;
 - :mod:`~migrate.testing.pytest_plugin`: the fixtures (``x154_node``, ``make_x154_node``, ``fault_injector``);
-- ``_command``: the ``rehearse`` and ``sample`` commands of the command line (private, like every ``_`` name).
+- private (``_``) rooms: ``_crash`` (the crash rehearsal), ``_forking`` (children that report back), ``_fakefs``
+  (the fake file system as root), ``_snapshot`` (trees read from pyfakefs's objects), ``_command`` (the
+  ``rehearse`` and ``sample`` commands of the command line).
 
 The engine never imports this package (``tests/test_layers.py`` holds it to that).
 """

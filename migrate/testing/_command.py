@@ -33,17 +33,47 @@ class Rehearsals:
         }
 
 
-def rehearse(node: str | None = None, *, samples: list[str] | None = None, crash: bool = True) -> Rehearsals:
-    """Rehearse the whole cycle in memory on a copy of ``node`` (only read), or on the bundled ``samples``."""
+INSTALL_FILE_ROLES = ("certificate", "private key", "chain")  # rehearse --install-client CERT [KEY [CHAIN]]
+
+
+def rehearse(
+    node: str | None = None,
+    *,
+    samples: list[str] | None = None,
+    crash: bool = True,
+    install_client: list[str] | None = None,
+) -> Rehearsals:
+    """Rehearse the whole cycle in memory on a copy of ``node`` (only read), or on the bundled ``samples``.
+
+    ``install_client`` names the certificate, and optionally its key and chain,
+    to rehearse ``install-client`` with on the migrated copy: read here, from
+    the real disk (bounded, as ``install-client`` reads them), before the fake
+    file system starts.
+    """
     if node is not None:
         tree, root = read_node_tree(node)
+        files = read_install_files(install_client or [])
         from . import rehearsal  # after the read: a refused node costs no import of the cycle
 
-        return Rehearsals((rehearsal.rehearse_tree(tree, root, crash=crash),))
+        return Rehearsals((rehearsal.rehearse_tree(tree, root, crash=crash, install_client=files),))
+    if install_client:
+        raise ValueError("--install-client needs NODE: the samples are rehearsed without it")
     from . import rehearsal
     from .samples import sample_names
 
     return Rehearsals(tuple(rehearsal.rehearse_samples(samples or list(sample_names()), crash=crash)))
+
+
+def read_install_files(paths: list[str]) -> tuple[bytes, ...]:
+    """The bytes of ``--install-client CERT [KEY [CHAIN]]``, each at most ``policy.MAX_PEM_BYTES``;
+    ``install-input-unreadable`` (the path, and which file it is) when one cannot be read."""
+    if len(paths) > len(INSTALL_FILE_ROLES):
+        raise ValueError(f"--install-client takes at most {len(INSTALL_FILE_ROLES)} files")
+    if not paths:
+        return ()
+    from ..clientcert import read_input
+
+    return tuple(read_input(path, what) for path, what in zip(paths, INSTALL_FILE_ROLES, strict=False))
 
 
 def read_node_tree(node: str) -> tuple[dict, str]:

@@ -39,7 +39,7 @@ def _preload() -> None:
     pyfakefs unloads the modules first imported during a test, and
     cryptography's compiled core does not survive being imported twice.
     """
-    from .. import certs, checks, plan, writer  # noqa: F401
+    from .. import certs, checks, clientcert, clientstore, csr, plan, writer  # noqa: F401
     from . import factory, faults, rehearsal, samples, tree  # noqa: F401
 
 
