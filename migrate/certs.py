@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 from . import policy
 from .errors import CertError
 from .model import CertInfo, KeyInfo, describe, key_matches, key_supported  # noqa: F401 - the facts, re-exported
-from .pem import ENCRYPTED_PRIVATE_KEY, PemBlock, _armour, pem_blocks  # the blocks, re-exported too
+from .pem import ENCRYPTED_PRIVATE_KEY, PemBlock, armour, pem_blocks  # the blocks, re-exported too
 
 # --- Tables -------------------------------------------------------------------
 
@@ -230,7 +230,7 @@ def _openssh_encrypted(der: bytes) -> bool:
 
 def _load_private(block: PemBlock):
     """The cryptography private key of an unencrypted key block (RSA checks skipped: only the public half is used)."""
-    pem = _armour(block.label, block.der)
+    pem = armour(block.label, block.der)
     if block.label == OPENSSH_PRIVATE_KEY:
         return serialization.load_ssh_private_key(pem, password=None, unsafe_skip_rsa_key_validation=True)
     return serialization.load_pem_private_key(pem, password=None, unsafe_skip_rsa_key_validation=True)

@@ -24,7 +24,7 @@ from .errors import CertError, MigrateError
 from .install import Candidate, InstallPlan, InstallReport, InstallRequest, PeerTrust, make_install_plan
 from .journal import reading
 from .model import Analysis, CertInfo, Layout
-from .pem import _armour, pem_blocks
+from .pem import armour, pem_blocks
 from .scan import read_capped, scan
 
 
@@ -157,7 +157,7 @@ def read_candidate(analysis: Analysis, request: InstallRequest, *, peer: Layout 
         else:  # a request made with --reuse-key: the node's own key
             key_path, key_data = files[key_name].path, files[key_name].data or b""
         key_info = _parsed(certs.load_private_key, key_data, key_path)
-        key_pem = b"".join(_armour(block.label, block.der) for block in pem_blocks(key_data))
+        key_pem = b"".join(armour(block.label, block.der) for block in pem_blocks(key_data))
         cert_pem = b""
     leaf = chain_given[0]
     path, problem = verify_chain(chain_given, _anchors(analysis), now, client_auth=False)
@@ -165,7 +165,7 @@ def read_candidate(analysis: Analysis, request: InstallRequest, *, peer: Layout 
         given = {c.der: c for c in chain_given[1:]}
         ordered = [given[der] for der in (path or ())[1:] if der in given] if path else list(given.values())
         chain = (leaf, *ordered)
-        cert_pem = b"".join(_armour("CERTIFICATE", c.der) for c in chain)
+        cert_pem = b"".join(armour("CERTIFICATE", c.der) for c in chain)
     else:
         chain = tuple(chain_given)
     return Candidate(

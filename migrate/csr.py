@@ -24,11 +24,10 @@ from . import certs, facts, logs, policy
 from .errors import CertError, MigrateError
 from .journal import reading
 from .model import Layout
-from .pem import _armour
+from .pem import armour
 from .scan import scan
 
 log = logs.get_logger(__name__)
-
 
 
 @attrs.frozen
@@ -98,7 +97,7 @@ def _node_key(data: bytes | None, path: str):
             hint="make the request with a new key: csr --new-key rsa:4096 (or ec:p256)",
         )
     [block] = certs.pem_blocks(data)
-    key = serialization.load_pem_private_key(_armour(block.label, block.der), password=None)
+    key = serialization.load_pem_private_key(armour(block.label, block.der), password=None)
     kind = f"ec:{info.curve}" if info.curve else f"{info.algorithm}:{info.bits}"
     return key, kind
 
@@ -123,7 +122,9 @@ def key_path_for(out: str) -> str:
     return base + policy.CSR_KEY_SUFFIX
 
 
-def request(layout: Layout, *, new_key: str = policy.CSR_DEFAULT_KEY, reuse_key: bool = False, out: str | None = None) -> CsrResult:
+def request(
+    layout: Layout, *, new_key: str = policy.CSR_DEFAULT_KEY, reuse_key: bool = False, out: str | None = None
+) -> CsrResult:
     """Write a request for the node's client identity (and its new key); what was requested."""
     # os is imported here, not at module level: this module is first imported by a command, which may run inside
     # a test's pyfakefs, and a module-level os would keep the fake one afterwards (as commands.py notes).
@@ -167,13 +168,19 @@ def request(layout: Layout, *, new_key: str = policy.CSR_DEFAULT_KEY, reuse_key:
     else:
         key, key_type = _new_key(new_key), new_key
     algorithm = "rsa" if isinstance(key, rsa.RSAPrivateKey) else "ec"
-    digest = hashes.SHA384() if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384 else hashes.SHA256()
+    digest = (
+        hashes.SHA384()
+        if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384
+        else hashes.SHA256()
+    )
     usage = _key_usage(algorithm)
     csr = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(leaf.subject)
         .add_extension(x509.SubjectAlternativeName(san), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
         .add_extension(usage, critical=True)
         .sign(key, digest)
     )

@@ -33,7 +33,7 @@ from .checks import BLOCKER, Analysis, Finding
 from .install_checks import candidate_findings, key_type
 from .install_record import InstallJournal
 from .model import CertInfo, KeyInfo
-from .pem import _armour, pem_blocks
+from .pem import armour, pem_blocks
 
 CERTIFICATE = "CERTIFICATE"
 _READY_STATES = (checks.X155, checks.CLIENT_INSTALLED, checks.INSTALL_INTERRUPTED)
@@ -220,7 +220,7 @@ def bundle_pem(layout_of: bytes | None, key_pem: bytes, certs: tuple[bytes, ...]
         labels = [block.label for block in pem_blocks(layout_of)]
         key_first = bool(labels) and labels[0] != CERTIFICATE
         with_chain = labels.count(CERTIFICATE) > 1
-    shown = b"".join(_armour(CERTIFICATE, der) for der in (certs if with_chain else certs[:1]))
+    shown = b"".join(armour(CERTIFICATE, der) for der in (certs if with_chain else certs[:1]))
     return key_pem + shown if key_first else shown + key_pem
 
 

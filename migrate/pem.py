@@ -215,7 +215,7 @@ def pem_blocks(data: bytes) -> tuple[PemBlock, ...]:
     return tuple(blocks)
 
 
-def _armour(label: str, der: bytes) -> bytes:
+def armour(label: str, der: bytes) -> bytes:
     """``der`` as a bare PEM block (64-column base64, no headers)."""
     text = base64.b64encode(der)
     body = b"".join(text[i : i + 64] + b"\n" for i in range(0, len(text), 64))
