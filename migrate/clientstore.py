@@ -34,7 +34,7 @@ from .install import InstallPlan, InstallReport, InstallRequest, make_install_pl
 from .install_record import APPLIED, APPLYING, ROLLING_BACK, InstallEntry, InstallJournal
 from .model import FileState, Layout, Snapshot
 from .scan import read_capped, scan
-from .writing import Outcome, cause_hint, holding, place, require_root, rollback_failure
+from .writing import Outcome, cause_hint, holding, move_aside, place, require_root, rollback_failure
 
 log = logs.get_logger(__name__)
 
@@ -292,7 +292,7 @@ def _rollback_locked(held: Held, state: Dir, layout: Layout, *, force: bool) -> 
         )
     if rec.state != ROLLING_BACK:
         _save(state, attrs.evolve(rec, state=ROLLING_BACK))
-    displaced = _move_aside(held, layout, conflicts) if conflicts else None
+    displaced = move_aside(held, layout, conflicts) if conflicts else None
     by_path = {file_state.path: file_state for file_state in snap.files.values()}
     for step in steps:
         d, name = place(held, layout, step.path)
@@ -341,16 +341,3 @@ def _undo_steps(snap: Snapshot, rec: InstallJournal) -> tuple[list, list[FileSta
         else:
             conflicts.append(current)
     return steps, conflicts
-
-
-def _move_aside(held: Held, layout: Layout, conflicts: list[FileState]) -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    parent = journal.parent_of_state(held, layout)
-    prefix = policy.DISPLACED_PREFIX.rsplit("/", 1)[-1]
-    name, aside = fsops.make_fresh_dir(parent, f"{prefix}{stamp}-")
-    try:
-        for conflict in conflicts:
-            fsops.move_into(*place(held, layout, conflict.path), aside)
-    finally:
-        journal.close_dir(aside)
-    return layout.rel(f"{parent.path.rstrip('/')}/{name}")

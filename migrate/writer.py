@@ -9,8 +9,6 @@ so the node is returned to X15.4 before the command exits.
 from __future__ import annotations
 
 import contextlib
-import os
-from datetime import UTC, datetime
 
 import attrs
 
@@ -25,6 +23,7 @@ from .writing import (  # noqa: F401 - Outcome is part of this module's face (mi
     Outcome,
     cause_hint,
     holding,
+    move_aside,
     place,
     refuse_blockers,
     require_root,
@@ -276,17 +275,7 @@ def _rollback_locked(held: Held, state: Dir, layout: Layout, *, force: bool) -> 
             hint="keep them elsewhere, or run rollback --force, which first moves them to a new directory it names",
         )
     if conflicts:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        parent = journal.parent_of_state(held, layout)
-        prefix = policy.DISPLACED_PREFIX.rsplit("/", 1)[-1]
-        name, aside = fsops.make_fresh_dir(parent, f"{prefix}{stamp}-")
-        try:
-            for conflict in conflicts:
-                fsops.move_into(*place(held, layout, conflict.path), aside)
-        finally:
-            with contextlib.suppress(OSError):
-                os.close(aside.fd)
-        displaced = layout.rel(f"{parent.path.rstrip('/')}/{name}")
+        displaced = move_aside(held, layout, conflicts)
     for step in steps:
         if isinstance(step, RestoreConfig):
             assert rec.config is not None  # a restore is planned only for a journal with a configuration record

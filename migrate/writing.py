@@ -11,10 +11,11 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import attrs
 
-from . import checks, journal, logs, policy
+from . import checks, fsops, journal, logs, policy
 from .checks import Finding
 from .dirs import Dir, Held
 from .errors import BlockedError, MigrateError, PlanError, PrivilegeError, RollbackError
@@ -132,3 +133,18 @@ def rollback_failure() -> Iterator[None]:
             id="rollback-failed",
             hint=cause_hint(exc) + ", then run rollback (or apply) again: the journal records what is left to do",
         ) from exc
+
+
+def move_aside(held: Held, layout: Layout, conflicts: list) -> str:
+    """``rollback --force``: move the files changed since the change (``conflicts``, file states of this node) into a
+    new directory beside the state directory, with a name nobody can predict; its display path."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    parent = journal.parent_of_state(held, layout)
+    prefix = policy.DISPLACED_PREFIX.rsplit("/", 1)[-1]
+    name, aside = fsops.make_fresh_dir(parent, f"{prefix}{stamp}-")
+    try:
+        for conflict in conflicts:
+            fsops.move_into(*place(held, layout, conflict.path), aside)
+    finally:
+        journal.close_dir(aside)
+    return layout.rel(f"{parent.path.rstrip('/')}/{name}")

@@ -118,6 +118,14 @@ class TestContracts:
         users = {name for name, deps in EDGES.items() if "migrate.fsops" in deps}
         assert users <= WRITERS, users - WRITERS
 
+    def test_the_fault_injector_sees_every_os_of_the_reader_and_the_writer(self):
+        """Every reader or writer module that imports os is one the fault injector patches: no call escapes it."""
+        from migrate.testing.faults import PATCHED_MODULES
+
+        readers_writers = WRITERS | {"migrate.scan", "migrate.dirs"}
+        with_os = {name for name in readers_writers if name in EDGES and "os" in EDGES[name]}
+        assert with_os == set(PATCHED_MODULES)
+
     @pytest.mark.parametrize("module", sorted(m for m in EDGES if _layer_of(m, ENGINE)))
     def test_the_engine_never_imports_the_test_kit(self, module):
         """No module of the engine reaches the test kit (factory, faults, tree, samples, rehearsal, plugin)."""

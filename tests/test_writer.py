@@ -31,7 +31,7 @@ from support import (
     without_journal_times,
 )
 
-from migrate import facts, journal, writer
+from migrate import facts, journal, writer, writing
 from migrate.errors import (
     BlockedError,
     LockError,
@@ -318,7 +318,7 @@ class TestRefusals:
         """Apply as a non-root user raises not-root and changes nothing, not even the state directory."""
         layout = plant(scenario("core"), root)
         before = read_tree(root)
-        monkeypatch.setattr(writer.os, "geteuid", lambda: 1000)
+        monkeypatch.setattr(writing.os, "geteuid", lambda: 1000)
         with pytest.raises(PrivilegeError) as caught:
             writer.apply(layout)
         assert caught.value.id == "not-root"
@@ -330,7 +330,7 @@ class TestRefusals:
         layout = plant(scenario("core"), root)
         writer.apply(layout)
         migrated = read_tree(root)
-        monkeypatch.setattr(writer.os, "geteuid", lambda: 1000)
+        monkeypatch.setattr(writing.os, "geteuid", lambda: 1000)
         with pytest.raises(PrivilegeError) as caught:
             writer.rollback(layout)
         assert caught.value.id == "not-root"

@@ -39,6 +39,8 @@ def active_fake_os():
     found = []
     for name in _modules():
         module_os = importlib.import_module(name).__dict__.get("os")
+        if module_os is None:  # a module without os reaches the disk only through those that have it
+            continue
         module_os = getattr(module_os, "_real", module_os)  # under migrate.testing.faults.inject
         if not isinstance(module_os, FakeOsModule):
             return None

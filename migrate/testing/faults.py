@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 import attrs
 
 # The modules that touch the disk during a migration; each has its own ``os`` (and journal its ``fcntl``).
-PATCHED_MODULES = ("migrate.scan", "migrate.dirs", "migrate.fsops", "migrate.journal", "migrate.writer")
+PATCHED_MODULES = ("migrate.scan", "migrate.dirs", "migrate.fsops", "migrate.journal", "migrate.writing")
 
 # ``os`` calls that ask about the process, not the file system: never counted, never failed.
 PROCESS_CALLS = frozenset(
