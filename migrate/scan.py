@@ -58,10 +58,14 @@ def file_kind(st_mode: int) -> str:
     return "other"
 
 
-def read_capped(path: str | os.PathLike, cap: int, display: str, *, dir_fd: int | None = None) -> FileState:
+def read_capped(
+    path: str | os.PathLike, cap: int, display: str, *, dir_fd: int | None = None, with_acl: bool = False
+) -> FileState:
     """Read one file without following a symlink, opening a FIFO, or reading past ``cap``.
 
-    With ``dir_fd``, ``path`` is a name in that open directory (:mod:`migrate.dirs`).
+    With ``dir_fd``, ``path`` is a name in that open directory (:mod:`migrate.dirs`).  With ``with_acl``,
+    the access ACL of a file read whole is read too, through the same descriptor: the ACL of the very
+    inode whose bytes were read, with no second open.
     """
     try:
         st = os.lstat(path) if dir_fd is None else os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
@@ -104,6 +108,7 @@ def read_capped(path: str | os.PathLike, cap: int, display: str, *, dir_fd: int 
             chunks.append(chunk)
             left -= len(chunk)
         data = b"".join(chunks)
+        found = _acl_of(fd) if with_acl and len(data) <= cap else None
     except OSError as exc:
         return FileState(display, "unreadable", error=os.strerror(exc.errno or errno.EIO), **common)
     finally:
@@ -111,7 +116,7 @@ def read_capped(path: str | os.PathLike, cap: int, display: str, *, dir_fd: int 
             os.close(fd)
     if len(data) > cap:
         return FileState(display, "too-large", **common)
-    return FileState(display, "file", data=data, **common)
+    return FileState(display, "file", data=data, acl=found, **common)
 
 
 def _lstat_state(path: str, display: str, *, dir_fd: int | None = None) -> FileState:
@@ -191,9 +196,7 @@ def _require_a_node(layout: Layout) -> None:
     )
 
 
-def _dir_state(
-    path: str, display: str, st: os.stat_result | None, d: dirs.Dir | None, error: str | None
-) -> FileState:
+def _dir_state(path: str, display: str, st: os.stat_result | None, d: dirs.Dir | None, error: str | None) -> FileState:
     """The state of one directory on the way: from the opened descriptor, or from what stands there instead."""
     if d is not None:
         return FileState(display, "dir", mode=d.mode, uid=d.uid, gid=d.gid, nlink=d.nlink, inode=d.dev_ino)
@@ -236,8 +239,10 @@ def _scan(layout: Layout, held: dirs.Held, now: datetime | None) -> Snapshot:
         if cert is None:
             files[rule.name] = FileState(_rel(root, path), "missing", error="its directory cannot be reached")
         else:
-            files[rule.name] = read_capped(rule.name, policy.MAX_PEM_BYTES, _rel(root, path), dir_fd=cert.fd)
-    _read_key_acls(files, cert)
+            display = _rel(root, path)
+            files[rule.name] = read_capped(
+                rule.name, policy.MAX_PEM_BYTES, display, dir_fd=cert.fd, with_acl=rule.secret
+            )
     temps = []
     staged_in = [(cert, cert_dir, rule.name) for rule in policy.CLIENT_FILES] + [(cfg_dir, config_dir, config_name)]
     listings: dict[int, list[str]] = {}
@@ -304,18 +309,6 @@ def _acl_of(path: int | str, *, default: bool = False, dir_fd: int | None = None
         return Acl(error=f"it cannot be read ({os.strerror(exc.errno or errno.EIO)})")
 
 
-def _read_key_acls(files: dict[str, FileState], cert: dirs.Dir | None) -> None:
-    """Add to each secret file of ``files`` the access ACL it has in the held certificate directory ``cert``."""
-    if cert is None:
-        return
-    for rule in policy.FILES:
-        state = files[rule.name]
-        if rule.secret and state.kind == "file":
-            found = _acl_of(rule.name, dir_fd=cert.fd)
-            if found is not None:
-                files[rule.name] = attrs.evolve(state, acl=found)
-
-
 def _default_acls(root: str, *held: dirs.Dir | None) -> dict[str, Acl]:
     """The default ACLs of the held certificate directory and configuration directory (the state directory's parent)."""
     out: dict[str, Acl] = {}
@@ -334,7 +327,11 @@ def _dirs_to_check(layout: Layout) -> list[str]:
     """The directories between the node root and the managed files (and the state directory's parent), root excluded."""
     root = os.fspath(layout.root)
     out: list[str] = []
-    targets = [os.fspath(layout.cert_dir), os.path.dirname(os.fspath(layout.config)), os.fspath(layout.state_dir.parent)]
+    targets = [
+        os.fspath(layout.cert_dir),
+        os.path.dirname(os.fspath(layout.config)),
+        os.fspath(layout.state_dir.parent),
+    ]
     for target in targets:
         rel = _rel(root, target)
         if rel == ".":  # the root itself
