@@ -29,12 +29,12 @@ from .actions import RemoveFile, RemoveTemp, ReplaceFile, RestoreFile
 from .checks import Finding
 from .clientcert import read_plan
 from .dirs import Dir, Held
-from .errors import ApplyError, BlockedError, JournalError, MigrateError, PlanError, PrivilegeError, RollbackError
+from .errors import ApplyError, JournalError, MigrateError, PlanError, PrivilegeError, RollbackError
 from .install import InstallPlan, InstallReport, InstallRequest, make_install_plan
 from .install_record import APPLIED, APPLYING, ROLLING_BACK, InstallEntry, InstallJournal
 from .model import FileState, Layout, Snapshot
 from .scan import read_capped, scan
-from .writing import Outcome, cause_hint, holding, move_aside, place, require_root, rollback_failure
+from .writing import Outcome, cause_hint, holding, move_aside, place, refuse_blockers, require_root, rollback_failure
 
 log = logs.get_logger(__name__)
 
@@ -49,20 +49,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _refuse(plan: InstallPlan) -> None:
-    found = checks.blockers(plan.findings)
-    if found:
-        first = found[0]
-        more = f" (and {len(found) - 1} more blocker(s))" if len(found) > 1 else ""
-        raise BlockedError(
-            f"{first.message}{more}; the node was not changed",
-            id=first.id,
-            path=first.path,
-            hint=first.hint or "run install-client --plan-only to see every finding",
-            findings=found,
-        )
-
-
 # --- install ------------------------------------------------------------------
 
 
@@ -71,7 +57,9 @@ def install(layout: Layout, request: InstallRequest) -> InstallReport:
     peer = Layout.for_node(request.peer) if request.peer else None
     with journal.reading(layout):
         plan = read_plan(layout, request, peer=peer)
-    _refuse(plan)
+    refuse_blockers(
+        plan.findings, after="; the node was not changed", hint="run install-client --plan-only to see every finding"
+    )
     if not plan.actions:
         if plan.state == checks.CLIENT_INSTALLED:
             _tidy(layout)

@@ -49,7 +49,7 @@ def apply(layout: Layout, *, saved_plan: dict | None = None, warn_days: int = po
         _, plan = _analyse(layout, warn_days)
         if saved_plan is not None:
             check_saved_plan(saved_plan, plan)
-        refuse_blockers(plan)
+        refuse_blockers(plan.findings)
         if not plan.actions:
             return _proved(layout, "apply", "already-migrated", (), acted_with=plan.findings)
     require_root("apply")

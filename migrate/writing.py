@@ -20,7 +20,6 @@ from .checks import Finding
 from .dirs import Dir, Held
 from .errors import BlockedError, MigrateError, PlanError, PrivilegeError, RollbackError
 from .model import Layout
-from .plan import Plan
 
 log = logs.get_logger(__name__)
 
@@ -95,16 +94,20 @@ def cause_hint(exc: BaseException | None, default: str = "fix the cause") -> str
     return CAUSE_HINTS.get(exc.errno or 0, default) if isinstance(exc, OSError) else default
 
 
-def refuse_blockers(plan: Plan) -> None:
-    found = checks.blockers(plan.findings)
+def refuse_blockers(
+    findings: tuple[Finding, ...], *, after: str = "", hint: str = "run precheck to see every finding"
+) -> None:
+    """Refuse a plan with blockers: the first one's id, path and hint (``hint`` when it has none), its message
+    and ``after``."""
+    found = checks.blockers(findings)
     if found:
         first = found[0]
         more = f" (and {len(found) - 1} more blocker(s))" if len(found) > 1 else ""
         raise BlockedError(
-            f"{first.message}{more}",
+            f"{first.message}{more}{after}",
             id=first.id,
             path=first.path,
-            hint=first.hint or "run precheck to see every finding",
+            hint=first.hint or hint,
             findings=found,
         )
 

@@ -284,7 +284,7 @@ class TestPublicCutoff:
             (["DigiCert Inc"], "2027-03-01"),  # ALERT53 (modified 2026-03-03), not 2027-03-15
             (["Sectigo Limited"], "2026-05-15"),
             (["Let's Encrypt", "Internet Security Research Group"], "2026-02-11"),
-            (["Example Public Trust"], policy.DEFAULT_CLIENT_AUTH_CUTOFF),
+            (["Example Public Trust"], policy.UNKNOWN_CA_CUTOFF),
         ],
     )
     def test_cutoff_by_organisation(self, orgs, expected):

@@ -101,7 +101,6 @@ CLIENT_AUTH_CUTOFFS: tuple[CutOff, ...] = (
 CHROME_CLIENT_AUTH_END = "2027-03-15"
 # A public CA not in the table: the earliest date known, never the latest.
 UNKNOWN_CA_CUTOFF = min(entry.date for entry in CLIENT_AUTH_CUTOFFS)
-DEFAULT_CLIENT_AUTH_CUTOFF = UNKNOWN_CA_CUTOFF  # the name earlier versions used
 
 # EKU rules an acceptor (or peer) applies to the certificate presented to it.
 #   clientAuth / serverAuth: that EKU (a certificate without EKU extension is unrestricted);
