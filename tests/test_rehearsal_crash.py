@@ -8,6 +8,7 @@ try the same points, in the same order, and judge each the same.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posix
 import re
@@ -173,10 +174,15 @@ class TestChild:
         assert rehearsal._can_fork()
 
 
-def _points(tree: dict, *, fork: bool) -> tuple[list[tuple[str, str, str]], dict[str, list[str]], bool]:
-    """The crash points tried on ``tree`` (forked or in process); the calls that write of a clean apply and of a
-    clean rollback; and whether the whole fake disk was left exactly as it was."""
-    with structlog.testing.capture_logs(), rehearsal.fake_filesystem() as fs:
+def _points(
+    tree: dict, *, fork: bool, memo: bool = False
+) -> tuple[list[tuple[str, str, str]], dict[str, list[str]], bool]:
+    """The crash points tried on ``tree`` (forked or in process, with pyfakefs made cheaper by ``memoized_paths`` as
+    ``rehearse`` does, or not); the calls that write of a clean apply and of a clean rollback; and whether the whole
+    fake disk was left exactly as it was."""
+    with structlog.testing.capture_logs(), rehearsal.fake_filesystem() as fs, contextlib.ExitStack() as stack:
+        if memo:
+            stack.enter_context(rehearsal.memoized_paths(fs))
         rehearsal.write_fake_tree(tree, ROOT)
         original = fake_tree(fs, ROOT)
         writer.apply(Layout.for_node(ROOT))
@@ -240,6 +246,25 @@ class TestForkedAsInProcess:
         assert bool(unrecovered) == defect
         if defect:  # the defect shows where a resumed apply meets a staging file the stop left behind
             assert any(command == "apply" and ".cert-migration.tmp" in problem for command, _, problem in unrecovered)
+
+
+@pytest.mark.slow
+class TestMemoizedAsPlain:
+    @pytest.mark.parametrize("defect", [pytest.param(False, id="healthy"), pytest.param(True, id="defective")])
+    def test_same_points_same_judgement(self, monkeypatch, defect):
+        """With pyfakefs's path arithmetic remembered (as every rehearsal runs) or not, the crash rehearsal tries the
+        same calls in the same order and judges each the same, word for word, and leaves the fake disk as it was."""
+        if defect:
+            monkeypatch.setattr(plan, "_temp_actions", lambda analysis: [])
+        tree = _small_tree()
+        memoized, memo_calls, memoized_untouched = _points(tree, fork=True, memo=True)
+        plain, plain_calls, plain_untouched = _points(tree, fork=True)
+        assert _same_run(memoized) == _same_run(plain)
+        assert {k: _same_run([(c,) for c in v]) for k, v in memo_calls.items()} == {
+            k: _same_run([(c,) for c in v]) for k, v in plain_calls.items()
+        }
+        assert memoized_untouched and plain_untouched
+        assert any(point[2] for point in memoized) == defect
 
 
 @pytest.mark.slow
