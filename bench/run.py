@@ -22,7 +22,7 @@ generating them is slow), each figure printed beside its target:
 - the crash rehearsal: the CPU of a node's whole rehearsal with its crash
   rehearsal (this process's and its forked children's, at 1 and 10 nodes;
   target ≤ 1 s), and that ÷ the CPU of one ``apply`` of the same node in the
-  same fake file system; and the wall time of ``expressway-migrate rehearse``
+  same fake file system (as a rehearsal has it); and the wall time of ``expressway-migrate rehearse``
   (both bundled samples, crash rehearsal on; target ≤ 3 s).
 
 Before it times anything, it checks that ``precheck --fleet`` counts the fleet
@@ -222,15 +222,16 @@ def crash_cpu_per_node(roots: list[Path], repeat: int) -> float:
 
 
 def apply_cpu(root: Path, repeat: int) -> float:
-    """The median CPU of one ``apply`` of the node at ``root`` in a fake file system (each from X15.4: rolled back)."""
+    """The median CPU of one ``apply`` of the node at ``root`` in a fake file system as a rehearsal has it (pyfakefs's
+    path arithmetic remembered: ``memoized_paths``), each from X15.4 (rolled back)."""
     from migrate import writer
     from migrate.scan import Layout
-    from migrate.testing.rehearsal import fake_filesystem, write_fake_tree
+    from migrate.testing.rehearsal import fake_filesystem, memoized_paths, write_fake_tree
     from migrate.testing.tree import read_tree
 
     tree = read_tree(root)
     times = []
-    with fake_filesystem():
+    with fake_filesystem() as fs, memoized_paths(fs):
         write_fake_tree(tree, "/tandberg")
         layout = Layout.for_node("/tandberg")
         for _ in range(max(repeat, 10)):

@@ -16,7 +16,7 @@ from pyfakefs.fake_file import FakeBinaryFileWrapper, FakeTextFileWrapper
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from migrate.testing import _fakefs
-from migrate.testing._fakefs import _PURE_PATH_FUNCTIONS, memoized_paths
+from migrate.testing._fakefs import _PURE_PATH_FUNCTIONS, fake_filesystem, memoized_paths
 
 SEGMENTS = ["", ".", "..", "a", "b", "certs", "x.pem", " ", "é", "a\\b", ":"]
 paths = st.lists(st.sampled_from(SEGMENTS), max_size=6).flatmap(
@@ -140,12 +140,13 @@ def test_this_pyfakefs_is_a_known_release():
 
 class TestFilesThroughTheWrappers:
     @pytest.mark.parametrize("memo", [False, True], ids=["plain", "memoized"])
-    def test_files_read_written_and_named_alike(self, fs, memo):
+    def test_files_read_written_and_named_alike(self, memo):
         """Files opened, written, read, sought and closed through pyfakefs's wrappers behave the same either way,
-        and an attribute a wrapper lacks is still an AttributeError."""
+        and an attribute a wrapper lacks is still an AttributeError.  (Not on the ``fs`` fixture: the suite runs
+        that one memoized.)"""
         import contextlib
 
-        with memoized_paths(fs) if memo else contextlib.nullcontext():
+        with fake_filesystem() as fs, memoized_paths(fs) if memo else contextlib.nullcontext():
             os.makedirs("/n")
             fd = os.open("/n/a.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             assert os.write(fd, b"bytes\x00\xff") == 7

@@ -212,7 +212,7 @@ class TestSamplePoints:
         """Each bundled sample's crash rehearsal stops at exactly its pinned number of calls: each call that writes
         of a clean apply and of a clean rollback, in order, named on the node's path; every stop recovers; the
         caller's fake node is left as it was."""
-        points, calls, untouched = _points(sample_tree(name), fork=True)
+        points, calls, untouched = _points(sample_tree(name), fork=True, memo=True)
         assert len(points) == SAMPLE_CRASH_POINTS[name]
         assert [command for command, _, _ in points] == ["apply"] * len(calls["apply"]) + ["rollback"] * len(
             calls["rollback"]
@@ -238,8 +238,8 @@ class TestForkedAsInProcess:
         if defect:
             monkeypatch.setattr(plan, "_temp_actions", lambda analysis: [])
         tree = _small_tree()
-        forked, _, forked_untouched = _points(tree, fork=True)
-        in_process, _, in_process_untouched = _points(tree, fork=False)
+        forked, _, forked_untouched = _points(tree, fork=True, memo=True)
+        in_process, _, in_process_untouched = _points(tree, fork=False, memo=True)
         assert _same_run(forked) == _same_run(in_process)
         assert forked_untouched and in_process_untouched
         unrecovered = [point for point in forked if point[2]]

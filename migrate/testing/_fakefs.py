@@ -194,13 +194,13 @@ def _install_class_patches() -> None:
     for owner in (FakeBinaryFileWrapper, FakeTextFileWrapper):
         if "__getattribute__" in owner.__dict__:
             _installed.append((owner, owner.__dict__["__getattribute__"]))
-            owner.__getattribute__ = __getattribute__
+            owner.__getattribute__ = __getattribute__  # type: ignore[method-assign]
 
 
 def _remove_class_patches() -> None:
     while _installed:
         owner, original = _installed.pop()
-        owner.__getattribute__ = original
+        owner.__getattribute__ = original  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
