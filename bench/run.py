@@ -223,15 +223,15 @@ def crash_cpu_per_node(roots: list[Path], repeat: int) -> float:
 
 def apply_cpu(root: Path, repeat: int) -> float:
     """The median CPU of one ``apply`` of the node at ``root`` in a fake file system as a rehearsal has it (pyfakefs's
-    path arithmetic remembered: ``memoized_paths``), each from X15.4 (rolled back)."""
+    path arithmetic remembered: ``faster_pyfakefs``), each from X15.4 (rolled back)."""
     from migrate import writer
     from migrate.scan import Layout
-    from migrate.testing.rehearsal import fake_filesystem, memoized_paths, write_fake_tree
+    from migrate.testing.rehearsal import fake_filesystem, faster_pyfakefs, write_fake_tree
     from migrate.testing.tree import read_tree
 
     tree = read_tree(root)
     times = []
-    with fake_filesystem() as fs, memoized_paths(fs):
+    with fake_filesystem() as fs, faster_pyfakefs(fs):
         write_fake_tree(tree, "/tandberg")
         layout = Layout.for_node("/tandberg")
         for _ in range(max(repeat, 10)):

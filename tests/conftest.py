@@ -44,15 +44,15 @@ def _reset_structlog():
 def _memoized_fake_paths(request):
     """A test on pyfakefs's ``fs`` fixture runs with pyfakefs's path arithmetic remembered, as every rehearsal does.
 
-    The answers are the same (``tests/test_fakefs_memo.py`` and ``TestMemoizedAsPlain`` prove it); the fault
+    The answers are the same (``tests/test_faster_pyfakefs.py`` and ``TestMemoizedAsPlain`` prove it); the fault
     matrices, which run the engine thousands of times in pyfakefs, take about a third less time.
     """
     if "fs" not in request.fixturenames:
         yield
         return
-    from migrate.testing.rehearsal import memoized_paths
+    from migrate.testing.rehearsal import faster_pyfakefs
 
-    with memoized_paths(request.getfixturevalue("fs")):
+    with faster_pyfakefs(request.getfixturevalue("fs")):
         yield
 
 

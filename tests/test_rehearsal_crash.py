@@ -177,12 +177,12 @@ class TestChild:
 def _points(
     tree: dict, *, fork: bool, memo: bool = False
 ) -> tuple[list[tuple[str, str, str]], dict[str, list[str]], bool]:
-    """The crash points tried on ``tree`` (forked or in process, with pyfakefs made cheaper by ``memoized_paths`` as
+    """The crash points tried on ``tree`` (forked or in process, with pyfakefs made cheaper by ``faster_pyfakefs`` as
     ``rehearse`` does, or not); the calls that write of a clean apply and of a clean rollback; and whether the whole
     fake disk was left exactly as it was."""
     with structlog.testing.capture_logs(), rehearsal.fake_filesystem() as fs, contextlib.ExitStack() as stack:
         if memo:
-            stack.enter_context(rehearsal.memoized_paths(fs))
+            stack.enter_context(rehearsal.faster_pyfakefs(fs))
         rehearsal.write_fake_tree(tree, ROOT)
         original = fake_tree(fs, ROOT)
         writer.apply(Layout.for_node(ROOT))

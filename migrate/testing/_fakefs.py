@@ -2,7 +2,7 @@
 
 :func:`fake_filesystem` makes a fresh one; :func:`active_fake_os` finds the
 one a pyfakefs test has active (or says there is none: the real disk);
-:func:`as_root` runs as root in it; :func:`memoized_paths` makes its path
+:func:`as_root` runs as root in it; :func:`faster_pyfakefs` makes its path
 arithmetic cheaper for a while; :func:`write_fake_tree` writes a node's tree
 into it, FIFOs, sockets and devices included.  All of them are
 re-exported by :mod:`migrate.testing.rehearsal`, where users import them.
@@ -11,6 +11,7 @@ re-exported by :mod:`migrate.testing.rehearsal`, where users import them.
 from __future__ import annotations
 
 import contextlib
+import os
 import posixpath
 from collections.abc import Callable, Iterator
 
@@ -91,17 +92,18 @@ _PURE_PATH_FUNCTIONS = (
 _KNOWN_PYFAKEFS = ((6, 3), (7, 0))
 
 _MEMO_MARK = "_expressway_migrate_memoized"  # set on a filesystem object while its path arithmetic is remembered
-_installed: list = []  # the wrappers' lookups replaced: (class, its own __getattribute__)
+_installed: list = []  # pyfakefs's methods replaced: (class, name, its own)
 
 
 @contextlib.contextmanager
-def memoized_paths(filesystem) -> Iterator[None]:
+def faster_pyfakefs(filesystem) -> Iterator[None]:
     """Make pyfakefs cheaper on ``filesystem`` for the duration, with the same answers; undo it after.
 
     pyfakefs normalises and splits the same path string again at every step of
-    every call (``open`` alone resolves its path about eight times), through
-    helpers that ask which operating system is emulated each time, and its
-    file wrappers look every attribute up twice.  So, for the duration:
+    every call, through helpers that ask which operating system is emulated
+    each time; ``open`` alone resolves its path from the root about eight
+    times, and its file wrappers look every attribute up twice.  A rehearsal
+    spends most of its time there.  So, for the duration:
 
     - the path arithmetic (:data:`_PURE_PATH_FUNCTIONS`) is remembered per
       path string (and working directory): those functions depend on nothing
@@ -110,17 +112,22 @@ def memoized_paths(filesystem) -> Iterator[None]:
       is never remembered.  The memo lives on this one filesystem object (its
       instance attributes shadow the class's methods); nested uses keep the
       outer one;
+    - root's ``open`` and ``stat`` of a plain name relative to a directory
+      it holds open (how the scanner reads a node) look the name up in that
+      directory once and do what pyfakefs does for it (:func:`_opening_held`,
+      :func:`_statting_held`); every other call is pyfakefs's own;
     - the file wrappers' attribute lookup makes the same test as pyfakefs's
       (is the name the wrapper class's, or the instance's own), with the
-      class's answer remembered per name.  This one replaces a method of
-      pyfakefs's classes, so only on the releases it was written against
-      (:data:`_KNOWN_PYFAKEFS`).
+      class's answer remembered per name.
 
-    Nothing that depends on the tree (which names exist, links, modes) is
-    remembered: remembering path resolution until a directory changes was
-    measured too, and bought nothing, as nearly every call that resolves a
-    new path follows one that changed the tree.  ``tests/test_fakefs_memo.py``
-    holds the answers equal with and without.
+    The last two replace methods of pyfakefs's classes (for every fake file
+    system while the block lasts), so they are made only on the releases they
+    were written against (:data:`_KNOWN_PYFAKEFS`).  Remembering path
+    resolution until a directory changes was measured too, and bought
+    nothing: nearly every call that resolves a new path follows one that
+    changed the tree.  ``tests/test_faster_pyfakefs.py`` holds the answers equal
+    with and without, case by case, and ``TestMemoizedAsPlain`` the crash
+    rehearsal's points and judgements.
     """
     own = vars(filesystem)
     if own.get(_MEMO_MARK):  # already memoized by an outer block
@@ -189,18 +196,175 @@ def _install_class_patches() -> None:
             return lookup(self, name)
         return self.__getattr__(name)
 
-    if FakeFileWrapper.__getattribute__ is not object.__getattribute__:  # not the lookup this stands in for
-        return
-    for owner in (FakeBinaryFileWrapper, FakeTextFileWrapper):
-        if "__getattribute__" in owner.__dict__:
-            _installed.append((owner, owner.__dict__["__getattribute__"]))
-            owner.__getattribute__ = __getattribute__  # type: ignore[method-assign]
+    if FakeFileWrapper.__getattribute__ is object.__getattribute__:  # the lookup this stands in for
+        for owner in (FakeBinaryFileWrapper, FakeTextFileWrapper):
+            if "__getattribute__" in owner.__dict__:
+                _installed.append((owner, "__getattribute__", owner.__dict__["__getattribute__"]))
+                owner.__getattribute__ = __getattribute__  # type: ignore[method-assign]
+
+    from pyfakefs.fake_os import FakeOsModule
+
+    replaced = []
+    for name, taking in (("open", _opening_held), ("stat", _statting_held)):
+        original = FakeOsModule.__dict__[name]
+        replaced.append((original, taking(original)))
+        _installed.append((FakeOsModule, name, original))
+        setattr(FakeOsModule, name, replaced[-1][1])
+    # pyfakefs asks whether ``self.open`` takes ``dir_fd`` by looking the bound method up in a set it fills the
+    # first time it is asked, and keeps.  Whenever it is asked meanwhile, the set gets pyfakefs's function and
+    # its replacement alike, so that it answers for both during and after.
+    supports = FakeOsModule.__dict__["supports_dir_fd"]
+
+    def supports_dir_fd(self):
+        found = supports.fget(self)
+        for original, replacement in replaced:
+            pair = (original.__get__(self, type(self)), replacement.__get__(self, type(self)))
+            if pair[0] in found or pair[1] in found:
+                found.update(pair)
+        return found
+
+    _installed.append((FakeOsModule, "supports_dir_fd", supports))
+    FakeOsModule.supports_dir_fd = property(supports_dir_fd)  # type: ignore[method-assign, assignment]
 
 
 def _remove_class_patches() -> None:
     while _installed:
-        owner, original = _installed.pop()
-        owner.__getattribute__ = original  # type: ignore[method-assign]
+        owner, name, original = _installed.pop()
+        setattr(owner, name, original)
+
+
+def _attached(directory, root) -> bool:
+    """Whether ``directory`` is where its path says: each of its ancestors up to ``root`` holds it under its name."""
+    while directory is not root:
+        parent = directory.parent_dir() if directory.parent_dir else None
+        if parent is None or parent.entries.get(directory.name) is not directory:
+            return False
+        directory = parent
+    return True
+
+
+# Flags under which ``open`` may create, truncate or write: such an open is always pyfakefs's own.
+_CHANGING_FLAGS = (
+    os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_EXCL | getattr(os, "O_TMPFILE", 0)
+)
+
+
+def _held_entry(fake_os, method: Callable, path, dir_fd):
+    """The directory held open as ``dir_fd`` and its entry ``path``, when pyfakefs's answer for them is theirs alone.
+
+    That is: root, on an emulated Linux with no module skipped, asking for a plain name (no slash, not ``.`` or
+    ``..``) that exists in a directory which is still where its path leads (pyfakefs joins the directory's
+    path and the name and resolves that from the root: the same objects, then).  ``None`` otherwise.
+    """
+    from pyfakefs.fake_file import FakeDirectory
+    from pyfakefs.helpers import is_root
+
+    fs = fake_os.filesystem
+    if (
+        type(path) is not str
+        or "/" in path
+        or path in ("", ".", "..")
+        or fake_os.use_original
+        or not is_root()
+        or fs.is_windows_fs
+        or fs.is_macos
+        or not fs.is_case_sensitive
+        or (fs.has_patcher and fs.patcher.skip_names)
+        or method not in fake_os.supports_dir_fd
+    ):
+        return None
+    try:
+        directory = fs.get_open_file(dir_fd).get_object()
+    except OSError:
+        return None
+    if type(directory) is not FakeDirectory:
+        return None
+    found = directory.entries.get(path)
+    if found is None or not _attached(directory, fs.root):
+        return None
+    return directory, found
+
+
+def _opening_held(original: Callable) -> Callable:
+    """pyfakefs's ``os.open``, with one case taken straight: root reading a name in a directory it holds open.
+
+    That is how the scanner opens every file and directory it reads (``open(name, O_RDONLY | O_NOFOLLOW | ...,
+    dir_fd=fd)``), and pyfakefs resolves the joined path from the root about eight times to do it.  Here the
+    name is looked up once (:func:`_held_entry`), and what pyfakefs's ``open`` does for that case is done, in
+    its order, with its own classes: a directory gets a ``FakeDirWrapper``; a regular file is marked
+    ``opened_as`` the joined path, gets a read-only binary raw ``FakeBinaryFileWrapper``, and then has its
+    permission bits set to ``mode`` and its ``st_ctime`` touched (pyfakefs's ``open`` calls ``chmod`` on an
+    existing file).  Anything else (a link, a special file, flags that may change the file, ``O_DIRECTORY``
+    on a file, and whatever :func:`_held_entry` leaves out) is pyfakefs's ``open`` itself, errors included.
+    """
+    import stat as stat_module
+
+    from pyfakefs.fake_file import FakeBinaryFileWrapper, FakeDirectory, FakeDirWrapper
+    from pyfakefs.helpers import PERM_ALL, _OpenModes, now
+
+    reading = _OpenModes(
+        must_exist=True, can_read=True, can_write=False, truncate=False, append=False, must_not_exist=False
+    )
+    directory_flag = getattr(os, "O_DIRECTORY", 0)
+
+    def open(self, path, flags, mode=None, *, dir_fd=None):  # noqa: A001 - it stands in for os.open
+        held = None if dir_fd is None or flags & _CHANGING_FLAGS else _held_entry(self, self.open, path, dir_fd)
+        if held is None:
+            return original(self, path, flags, mode, dir_fd=dir_fd)
+        directory, found = held
+        fs = self.filesystem
+        joined = self.path.join(directory.path, path)
+        kind = stat_module.S_IFMT(found.st_mode)
+        if joined == fs.devnull:
+            return original(self, path, flags, mode, dir_fd=dir_fd)
+        if kind == stat_module.S_IFDIR and type(found) is FakeDirectory:
+            wrapper = FakeDirWrapper(found, joined, fs)
+            wrapper.filedes = fs.add_open_file(wrapper)
+            return wrapper.filedes
+        if kind != stat_module.S_IFREG or flags & directory_flag:
+            return original(self, path, flags, mode, dir_fd=dir_fd)
+        if mode is None:
+            mode = 0o777 & ~self._umask()
+        found.opened_as = joined
+        opened = FakeBinaryFileWrapper(
+            found,
+            joined,
+            open_modes=reading,
+            allow_update=False,
+            delete_on_close=False,
+            filesystem=fs,
+            newline=None,
+            binary=True,
+            closefd=True,
+            encoding=None,
+            errors=None,
+            buffering=-1,
+            raw_io=True,
+            opened_as_fd=False,
+        )
+        opened.filedes = fs.add_open_file(opened)
+        found.st_mode = (found.st_mode & ~PERM_ALL) | (mode & PERM_ALL)
+        found.st_ctime = now()
+        return opened.filedes
+
+    return open
+
+
+def _statting_held(original: Callable) -> Callable:
+    """pyfakefs's ``os.stat``, with one case taken straight: root's ``stat`` of a name in a directory it holds open.
+
+    pyfakefs answers a copy of the entry's ``stat_result``; so does this, for a name :func:`_held_entry` finds,
+    unless it is a link to follow.  Anything else is pyfakefs's ``stat`` itself, errors included.
+    """
+    import stat as stat_module
+
+    def stat(self, path, *, dir_fd=None, follow_symlinks=True):
+        held = None if dir_fd is None else _held_entry(self, self.stat, path, dir_fd)
+        if held is None or (follow_symlinks and stat_module.S_ISLNK(held[1].st_mode)):
+            return original(self, path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+        return held[1].stat_result.copy()
+
+    return stat
 
 
 @contextlib.contextmanager

@@ -47,7 +47,7 @@ from ._fakefs import (  # noqa: F401
     active_fake_os,
     as_root,
     fake_filesystem,
-    memoized_paths,
+    faster_pyfakefs,
     write_fake_tree,
 )
 from ._forking import _can_fork, _end_child, _fork, _in_child, _pickled_failure, _receive, _start_child  # noqa: F401
@@ -176,7 +176,7 @@ def rehearse(root: str, *, crash: bool = True, install=None) -> Rehearsal:
             id="rehearsal-not-fake",
             hint="call migrate.rehearse inside a pyfakefs test (the fs fixture), or run expressway-migrate rehearse NODE",
         )
-    with as_root(fake_os), memoized_paths(fake_os.filesystem):
+    with as_root(fake_os), faster_pyfakefs(fake_os.filesystem):
         return _rehearse(str(root), crash, fake_os.filesystem, install)
 
 

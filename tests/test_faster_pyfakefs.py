@@ -1,4 +1,4 @@
-"""Tests for ``memoized_paths``: pyfakefs made cheaper for a rehearsal gives the same answers, and is undone after.
+"""Tests for ``faster_pyfakefs``: pyfakefs made cheaper for a rehearsal gives the same answers, and is undone after.
 
 The crash rehearsal's own proof (the same points and judgements with and
 without it) is ``TestMemoizedAsPlain`` in ``tests/test_rehearsal_crash.py``.
@@ -16,7 +16,7 @@ from pyfakefs.fake_file import FakeBinaryFileWrapper, FakeTextFileWrapper
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from migrate.testing import _fakefs
-from migrate.testing._fakefs import _PURE_PATH_FUNCTIONS, fake_filesystem, memoized_paths
+from migrate.testing._fakefs import _PURE_PATH_FUNCTIONS, fake_filesystem, faster_pyfakefs
 
 SEGMENTS = ["", ".", "..", "a", "b", "certs", "x.pem", " ", "é", "a\\b", ":"]
 paths = st.lists(st.sampled_from(SEGMENTS), max_size=6).flatmap(
@@ -51,14 +51,14 @@ class TestSameAnswers:
         fs.cwd = cwd
         arg = path.encode() if encode else path
         plain = {name: _plain(fs, name, arg) for name in _PURE_PATH_FUNCTIONS}
-        with memoized_paths(fs):
+        with faster_pyfakefs(fs):
             for _ in range(2):
                 assert {name: _memo(fs, name, arg) for name in _PURE_PATH_FUNCTIONS} == plain
 
     def test_working_directory_is_part_of_the_key(self):
         fs = FakeFilesystem(path_separator="/")
         fs.create_dir("/tandberg/persistent")
-        with memoized_paths(fs):
+        with faster_pyfakefs(fs):
             fs.cwd = "/tandberg"
             assert fs.absnormpath("persistent") == "/tandberg/persistent"
             fs.cwd = "/"
@@ -66,7 +66,7 @@ class TestSameAnswers:
 
     def test_a_list_is_handed_out_as_a_copy(self):
         fs = FakeFilesystem(path_separator="/")
-        with memoized_paths(fs):
+        with faster_pyfakefs(fs):
             first = fs._path_components("/a/b")
             first.append("spoiled")
             assert fs._path_components("/a/b") == ["a", "b"]
@@ -83,7 +83,7 @@ class TestSameAnswers:
             return original(path)
 
         fs.normpath = flaky  # the memo wraps what it finds on the object
-        with memoized_paths(fs):
+        with faster_pyfakefs(fs):
             with pytest.raises(OSError):
                 fs.normpath("/a//b")
             assert fs.normpath("/a//b") == "/a/b"
@@ -93,7 +93,7 @@ class TestSameAnswers:
 
     def test_other_argument_types_are_not_remembered(self):
         fs = FakeFilesystem(path_separator="/")
-        with memoized_paths(fs):
+        with faster_pyfakefs(fs):
             assert fs.ends_with_path_separator(3) is False
             assert fs.normpath(os.fspath("/a/./b")) == "/a/b"
         assert "normpath" not in vars(fs)
@@ -104,7 +104,7 @@ class TestUndone:
     def test_instance_and_classes_as_before_after_the_block(self):
         fs = FakeFilesystem(path_separator="/")
         lookups = (FakeBinaryFileWrapper.__dict__["__getattribute__"], FakeTextFileWrapper.__dict__["__getattribute__"])
-        with memoized_paths(fs):
+        with faster_pyfakefs(fs):
             assert all(name in vars(fs) for name in _PURE_PATH_FUNCTIONS)
             replaced = FakeBinaryFileWrapper.__dict__["__getattribute__"] is not lookups[0]
             assert replaced == _fakefs._known_internals()
@@ -116,18 +116,37 @@ class TestUndone:
 
     def test_nested_blocks_keep_the_outer_memo(self):
         fs = FakeFilesystem(path_separator="/")
-        with memoized_paths(fs):
+        with faster_pyfakefs(fs):
             outer = vars(fs)["normpath"]
-            with memoized_paths(fs):
+            with faster_pyfakefs(fs):
                 assert vars(fs)["normpath"] is outer
             assert vars(fs)["normpath"] is outer  # the inner block did not undo the outer one
         assert "normpath" not in vars(fs)
+
+    @pytest.mark.parametrize("first", ["open", "mkdir"])
+    def test_calls_relative_to_a_directory_work_before_during_and_after(self, first):
+        """pyfakefs decides once per fake ``os`` which of its functions take ``dir_fd``: whether that is first
+        decided inside a block (by the replaced ``open`` or by another call) or before it, ``open`` and ``stat``
+        relative to a directory work inside it, after it, and in a second block."""
+        directory = os.O_RDONLY | os.O_DIRECTORY
+        with fake_filesystem() as fs:
+            os.makedirs("/n/d")
+            held = os.open("/n", directory)
+            with faster_pyfakefs(fs):
+                if first == "mkdir":
+                    os.mkdir("e", dir_fd=held)
+                os.close(os.open("d", directory, dir_fd=held))
+                assert os.stat("d", dir_fd=held).st_mode & 0o170000 == 0o040000
+            os.close(os.open("d", directory, dir_fd=held))
+            assert os.stat("d", dir_fd=held, follow_symlinks=False).st_nlink >= 2
+            with faster_pyfakefs(fs):
+                os.close(os.open("d", directory, dir_fd=held))
 
     def test_an_unknown_pyfakefs_release_gets_only_the_path_memo(self, monkeypatch):
         monkeypatch.setattr(_fakefs, "_KNOWN_PYFAKEFS", ((0, 1), (0, 2)))
         fs = FakeFilesystem(path_separator="/")
         before = FakeBinaryFileWrapper.__dict__["__getattribute__"]
-        with memoized_paths(fs):
+        with faster_pyfakefs(fs):
             assert "normpath" in vars(fs)
             assert FakeBinaryFileWrapper.__dict__["__getattribute__"] is before
 
@@ -146,7 +165,7 @@ class TestFilesThroughTheWrappers:
         that one memoized.)"""
         import contextlib
 
-        with fake_filesystem() as fs, memoized_paths(fs) if memo else contextlib.nullcontext():
+        with fake_filesystem() as fs, faster_pyfakefs(fs) if memo else contextlib.nullcontext():
             os.makedirs("/n")
             fd = os.open("/n/a.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             assert os.write(fd, b"bytes\x00\xff") == 7
@@ -162,3 +181,84 @@ class TestFilesThroughTheWrappers:
             with open("/n/b.txt", encoding="utf-8") as f:
                 assert f.readlines() == ["text\n"]
             assert os.stat("/n/a.pem").st_mode & 0o777 == 0o600
+
+
+def _observe(step) -> object:
+    """What one step gives: its value, or the error's type and errno."""
+    try:
+        return ("ok", step())
+    except Exception as exc:  # noqa: BLE001 - compared as a value
+        return ("error", type(exc).__name__, getattr(exc, "errno", None))
+
+
+def _held_directory_story(memo: bool, user: int = 0) -> list:
+    """Opens and stats relative to held directories, every case the fast ones take and every one they leave to
+    pyfakefs, observed (values, errors, fds, modes, what is read, what pyfakefs marks on the file)."""
+    import contextlib
+    import stat
+
+    from pyfakefs.helpers import set_uid
+
+    seen: list = []
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+    names = ("ca.pem", "privkey.pem", "link.pem", "missing.pem", "fifo", "sub", "sub/inner.pem", "..", "")
+    with fake_filesystem() as fs, faster_pyfakefs(fs) if memo else contextlib.nullcontext():
+        fs.create_file("/n/certs/ca.pem", st_mode=stat.S_IFREG | 0o644, contents=b"ca bytes")
+        fs.create_file("/n/certs/privkey.pem", st_mode=stat.S_IFREG | 0o400, contents=b"key")
+        fs.create_file("/n/certs/fifo", st_mode=stat.S_IFIFO | 0o600)
+        fs.create_symlink("/n/certs/link.pem", "ca.pem")
+        fs.create_file("/n/certs/sub/inner.pem", contents=b"inner")
+        certs = os.open("/n/certs", os.O_RDONLY | os.O_DIRECTORY)
+        set_uid(user)
+        try:
+            for name in names:
+                for how in (flags, flags | os.O_DIRECTORY, os.O_RDONLY):
+                    seen.append((name, how, _observe(lambda n=name, h=how: os.open(n, h, 0o644, dir_fd=certs))))
+                for follow in (False, True):
+                    stat_of = lambda n=name, f=follow: _stat_fields(os.stat(n, dir_fd=certs, follow_symlinks=f))  # noqa: E731
+                    seen.append((name, follow, _observe(stat_of)))
+        finally:
+            set_uid(0)
+        fd = os.open("ca.pem", flags, 0o640, dir_fd=certs)
+        seen.append(("read", os.read(fd, 100), os.read(fd, 100), _stat_fields(os.fstat(fd))))
+        seen.append(("opened_as", fs.get_object("/n/certs/ca.pem").opened_as))
+        os.close(fd)
+        seen.append(("mode after open", oct(os.stat("/n/certs/ca.pem").st_mode)))
+        creating = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        seen.append(("create", _observe(lambda: os.open("new.pem", creating, 0o600, dir_fd=certs))))
+        seen.append(("create over", _observe(lambda: os.open("ca.pem", creating, 0o600, dir_fd=certs))))
+        sub = os.open("sub", os.O_RDONLY | os.O_DIRECTORY, dir_fd=certs)
+        seen.append(("listdir", sorted(os.listdir(sub))))
+        os.rename("/n/certs/sub", "/n/certs/moved")  # the held directory moves, with its name: the same object
+        seen.append(("moved", _observe(lambda: os.read(os.open("inner.pem", flags, dir_fd=sub), 100))))
+        # Taken out of its parent whole (pyfakefs's own API: no os call leaves a full directory detached), and
+        # another put at its path: pyfakefs resolves the path, so it finds the other one's file.
+        fs.get_object("/n/certs").remove_entry("moved", recursive=False)
+        fs.create_file("/n/certs/moved/inner.pem", contents=b"the other one")
+        seen.append(("detached", _observe(lambda: os.read(os.open("inner.pem", flags, dir_fd=sub), 100))))
+        seen.append(("detached stat", _observe(lambda: os.stat("inner.pem", dir_fd=sub).st_size)))
+    return seen
+
+
+def _stat_fields(st) -> tuple:
+    return (st.st_mode, st.st_ino, st.st_nlink, st.st_uid, st.st_gid, st.st_size)
+
+
+class TestHeldDirectories:
+    @pytest.mark.parametrize("user", [0, 1000], ids=["root", "user"])
+    def test_open_and_stat_answer_as_pyfakefs(self, user):
+        """Relative to a directory held open, ``open`` and ``stat`` answer exactly as pyfakefs's own: the same
+        values, errors, descriptors, bytes, modes, marks, as root and as another user, a detached directory
+        included."""
+        assert _held_directory_story(memo=True, user=user) == _held_directory_story(memo=False, user=user)
+
+    def test_an_open_touches_the_file_as_pyfakefs_does(self):
+        """pyfakefs's ``open`` of an existing file applies the mode given and touches ``st_ctime``; so does the
+        fast one (the engine passes the file's own mode, so the bits stay)."""
+        with fake_filesystem() as fs, faster_pyfakefs(fs):
+            fs.create_file("/n/a.pem", st_mode=0o100644, contents=b"a")
+            entry = fs.get_object("/n/a.pem")
+            entry.st_ctime = 1.0
+            held = os.open("/n", os.O_RDONLY | os.O_DIRECTORY)
+            os.close(os.open("a.pem", os.O_RDONLY, 0o600, dir_fd=held))
+            assert (entry.st_mode & 0o777, entry.st_ctime > 1.0) == (0o600, True)
