@@ -262,3 +262,138 @@ class TestHeldDirectories:
             held = os.open("/n", os.O_RDONLY | os.O_DIRECTORY)
             os.close(os.open("a.pem", os.O_RDONLY, 0o600, dir_fd=held))
             assert (entry.st_mode & 0o777, entry.st_ctime > 1.0) == (0o600, True)
+
+
+# -- FakeState: a fake file system put back exactly --------------------------------------------------------------
+
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "create",
+                "mkdir",
+                "rmdir",
+                "unlink",
+                "rename",
+                "chmod",
+                "chown",
+                "link",
+                "symlink",
+                "write",
+                "xattr",
+                "leak",
+            ]
+        ),
+        st.sampled_from(["/n/a", "/n/b", "/n/d", "/n/d/c", "/n/e"]),
+        st.sampled_from(["/n/a", "/n/b", "/n/d", "/n/d/c", "/n/e"]),
+        st.binary(max_size=12),
+    ),
+    max_size=12,
+)
+
+
+def _apply_op(os, op) -> object:  # noqa: A002 - pyfakefs's os module, as the engine sees it
+    """Carry out one operation; what it gave, or its error's errno."""
+    name, path, other, data = op
+    try:
+        if name == "create":
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+            os.write(fd, data)
+            os.close(fd)
+        elif name == "mkdir":
+            os.mkdir(path, 0o750)
+        elif name == "rmdir":
+            os.rmdir(path)
+        elif name == "unlink":
+            os.unlink(path)
+        elif name == "rename":
+            os.replace(path, other)
+        elif name == "chmod":
+            os.chmod(path, 0o600 if data else 0o444)
+        elif name == "chown":
+            os.chown(path, len(data), 7)
+        elif name == "link":
+            os.link(path, other)
+        elif name == "symlink":
+            os.symlink(other, path)
+        elif name == "write":
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            os.write(fd, data)
+            os.close(fd)
+        elif name == "xattr":
+            os.setxattr(path, "user.x", data or b"-")
+        elif name == "leak":
+            return os.open(path, os.O_RDONLY)  # left open, as a writer cut off mid-run leaves its descriptors
+        return "ok"
+    except OSError as exc:
+        return exc.errno
+
+
+def _dump(fs, *, times: bool = True) -> tuple:
+    """Everything observable of the fake file system: every object by path, with every stat field and its bytes,
+    extended attributes and link target; the descriptors open; the inode counter; the mounts' usage."""
+    import stat as stat_module
+
+    from migrate.testing._snapshot import fake_tree
+
+    objects = []
+    for rel in sorted(fake_tree(fs, "/")):
+        obj = fs.lresolve("/" + rel)
+        st_ = obj.stat_result
+        objects.append(
+            (
+                rel,
+                st_.st_mode,
+                st_.st_ino,
+                st_.st_nlink,
+                st_.st_uid,
+                st_.st_gid,
+                st_.st_size,
+                st_.st_mtime_ns if times else None,
+                st_.st_ctime_ns if times else None,
+                dict(obj.xattr),
+                None if stat_module.S_ISDIR(st_.st_mode) else obj.byte_contents,
+                list(obj.entries) if stat_module.S_ISDIR(st_.st_mode) else None,
+            )
+        )
+    open_fds = [fd for fd, files in enumerate(fs.open_files) if files]
+    return objects, open_fds, fs.last_ino, {k: dict(v) for k, v in fs.mount_points.items()}
+
+
+def _story(setup, excursion, after, *, restores: int) -> tuple:
+    """``setup``, then (``restores`` times) the ``excursion`` and a restore, then ``after``: what each gave, and the
+    file system at the end (times aside: each story has its own clock)."""
+    from pyfakefs.fake_filesystem import FakeFilesystem
+    from pyfakefs.fake_os import FakeOsModule
+    from pyfakefs.helpers import get_uid, set_uid
+
+    from migrate.testing._snapshot import FakeState
+
+    uid = get_uid()
+    set_uid(0)
+    try:
+        fs = FakeFilesystem(path_separator="/")
+        fake_os = FakeOsModule(fs)
+        fs.create_dir("/n/d")
+        given = [_apply_op(fake_os, op) for op in setup]
+        before = _dump(fs)
+        state = FakeState(fs)
+        for _ in range(restores):
+            for op in excursion:
+                _apply_op(fake_os, op)
+            state.restore()
+            assert _dump(fs) == before
+        return given, [_apply_op(fake_os, op) for op in after], _dump(fs, times=False)
+    finally:
+        set_uid(uid)
+
+
+class TestFakeState:
+    @given(setup=OPS, excursion=OPS, after=OPS)
+    def test_a_restored_file_system_is_one_that_never_left(self, setup, excursion, after):
+        """Whatever happened after the state was taken, restoring it (once or twice) gives the file system back
+        object by object, and what is done next gives what it would have given had nothing happened: the same
+        answers, descriptors, inode numbers, bytes, times and order of entries."""
+        plain = _story(setup, [], after, restores=0)
+        assert _story(setup, excursion, after, restores=1) == plain
+        assert _story(setup, excursion, after, restores=2) == plain
