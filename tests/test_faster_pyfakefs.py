@@ -244,7 +244,95 @@ def _stat_fields(st) -> tuple:
     return (st.st_mode, st.st_ino, st.st_nlink, st.st_uid, st.st_gid, st.st_size)
 
 
+def _replace_story(memo: bool) -> list:
+    """Replaces by plain names between held directories, every case the fast one takes and every one it leaves
+    to pyfakefs, observed with the whole file system after each (inodes, links, entries in order, bytes)."""
+    import contextlib
+    import stat
+
+    seen: list = []
+    cases = [
+        ("hard", "x"),  # onto the same file under another name
+        ("a", "new"),  # onto a new name
+        ("b", "c"),  # onto another file
+        ("c", "c"),  # one name for both
+        ("d", "c"),  # a directory onto a file
+        ("c", "d"),  # a file onto a directory
+        ("link", "new"),  # a link
+        ("new", "x2"),  # onto a link
+        ("missing", "y"),
+        ("sub/e", "z"),
+        ("x", "elsewhere"),  # into the other held directory
+    ]
+    with fake_filesystem() as fs, faster_pyfakefs(fs) if memo else contextlib.nullcontext():
+        for name, data in (("a", b"a"), ("b", b"b"), ("c", b"c"), ("x", b"x"), ("sub/e", b"e"), ("/n/o/f", b"f")):
+            fs.create_file(name if name.startswith("/") else f"/n/s/{name}", contents=data)
+        fs.create_dir("/n/s/d")
+        fs.create_symlink("/n/s/link", "a")
+        fs.create_symlink("/n/s/x2", "x")
+        os.link("/n/s/x", "/n/s/hard")
+        fs.get_object("/n/s/a").st_mode = stat.S_IFREG | 0o600
+        here = os.open("/n/s", os.O_RDONLY | os.O_DIRECTORY)
+        there = os.open("/n/o", os.O_RDONLY | os.O_DIRECTORY)
+        for src, dst in cases:
+            target = there if dst == "elsewhere" else here
+            outcome = _observe(lambda s=src, d=dst, t=target: os.replace(s, d, src_dir_fd=here, dst_dir_fd=t))
+            seen.append((src, dst, outcome, _dump(fs, times=False)))
+    return seen
+
+
+def _create_story(memo: bool) -> list:
+    """Exclusive creations by plain names in held directories, every case the fast one takes and every one it
+    leaves to pyfakefs, observed with the whole file system after each."""
+    import contextlib
+
+    seen: list = []
+    create = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    cases = [
+        ("new.tmp", create, 0o600),
+        ("rw.tmp", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o640),
+        ("nomode.tmp", create, None),
+        ("new.tmp", create, 0o600),  # exists now
+        ("dangling", create, 0o600),  # a link to nothing
+        ("trunc.tmp", create | os.O_TRUNC, 0o600),
+        ("append.tmp", create | os.O_APPEND, 0o600),
+        ("plain.tmp", os.O_WRONLY | os.O_CREAT, 0o600),  # without O_EXCL
+        ("sub/x.tmp", create, 0o600),
+        ("dir.tmp", create | os.O_DIRECTORY, 0o600),
+    ]
+    with fake_filesystem() as fs, faster_pyfakefs(fs) if memo else contextlib.nullcontext():
+        fs.create_dir("/n/s/sub")
+        fs.create_symlink("/n/s/dangling", "nowhere")
+        os.umask(0o022)
+        here = os.open("/n/s", os.O_RDONLY | os.O_DIRECTORY)
+        for name, flags, mode in cases:
+            if mode is None:
+                outcome = _observe(lambda n=name, f=flags: os.open(n, f, dir_fd=here))
+            else:
+                outcome = _observe(lambda n=name, f=flags, m=mode: os.open(n, f, m, dir_fd=here))
+            if outcome[0] == "ok":
+                fd = outcome[1]
+                written = _observe(lambda fd=fd: os.write(fd, b"staged bytes"))
+                read = _observe(lambda fd=fd: os.read(fd, 5))
+                stat_fields = _stat_fields(os.fstat(fd))
+                os.close(fd)
+                outcome = (outcome, written, read, stat_fields, fs.get_object(f"/n/s/{name}").opened_as)
+            seen.append((name, flags, mode, outcome, _dump(fs, times=False)))
+    return seen
+
+
 class TestHeldDirectories:
+    def test_exclusive_creation_answers_as_pyfakefs(self):
+        """In a directory held open, an exclusive ``open(..., O_CREAT | O_EXCL)`` does exactly what pyfakefs's own
+        does, case by case: the same errors and descriptors, the same new file (mode, owner, bytes once written,
+        what it is marked opened as), and the same file system after."""
+        assert _create_story(memo=True) == _create_story(memo=False)
+
+    def test_replace_answers_as_pyfakefs(self):
+        """Between directories held open, ``replace`` does exactly what pyfakefs's own does, case by case: the same
+        errors, and the same file system after (entries and their order, inodes, link counts, bytes)."""
+        assert _replace_story(memo=True) == _replace_story(memo=False)
+
     @pytest.mark.parametrize("user", [0, 1000], ids=["root", "user"])
     def test_open_and_stat_answer_as_pyfakefs(self, user):
         """Relative to a directory held open, ``open`` and ``stat`` answer exactly as pyfakefs's own: the same

@@ -205,7 +205,7 @@ def _install_class_patches() -> None:
     from pyfakefs.fake_os import FakeOsModule
 
     replaced = []
-    for name, taking in (("open", _opening_held), ("stat", _statting_held)):
+    for name, taking in (("open", _opening_held), ("stat", _statting_held), ("replace", _replacing_held)):
         original = FakeOsModule.__dict__[name]
         replaced.append((original, taking(original)))
         _installed.append((FakeOsModule, name, original))
@@ -249,12 +249,13 @@ _CHANGING_FLAGS = (
 )
 
 
-def _held_entry(fake_os, method: Callable, path, dir_fd):
-    """The directory held open as ``dir_fd`` and its entry ``path``, when pyfakefs's answer for them is theirs alone.
+def _held_directory(fake_os, path, dir_fd, method: Callable | None):
+    """The directory held open as ``dir_fd``, when pyfakefs's answer for its entry ``path`` is that directory's alone.
 
-    That is: root, on an emulated Linux with no module skipped, asking for a plain name (no slash, not ``.`` or
-    ``..``) that exists in a directory which is still where its path leads (pyfakefs joins the directory's
-    path and the name and resolves that from the root: the same objects, then).  ``None`` otherwise.
+    That is: root, on an emulated Linux with no module skipped, asking about a plain name (no slash, not ``.``
+    or ``..``) in a directory which is still where its path leads (pyfakefs joins the directory's path and the
+    name and resolves that from the root: the same objects, then), and ``method`` taking ``dir_fd`` as
+    pyfakefs sees it.  ``None`` otherwise.
     """
     from pyfakefs.fake_file import FakeDirectory
     from pyfakefs.helpers import is_root
@@ -270,49 +271,88 @@ def _held_entry(fake_os, method: Callable, path, dir_fd):
         or fs.is_macos
         or not fs.is_case_sensitive
         or (fs.has_patcher and fs.patcher.skip_names)
-        or method not in fake_os.supports_dir_fd
+        or (method is not None and method not in fake_os.supports_dir_fd)
     ):
         return None
     try:
         directory = fs.get_open_file(dir_fd).get_object()
     except OSError:
         return None
-    if type(directory) is not FakeDirectory:
+    if type(directory) is not FakeDirectory or not _attached(directory, fs.root):
         return None
-    found = directory.entries.get(path)
-    if found is None or not _attached(directory, fs.root):
-        return None
-    return directory, found
+    return directory
+
+
+def _held_entry(fake_os, method: Callable, path, dir_fd):
+    """The directory held open as ``dir_fd`` (:func:`_held_directory`) and its entry ``path``, which exists; else ``None``."""
+    directory = _held_directory(fake_os, path, dir_fd, method)
+    found = None if directory is None else directory.entries.get(path)
+    return None if found is None else (directory, found)
 
 
 def _opening_held(original: Callable) -> Callable:
-    """pyfakefs's ``os.open``, with one case taken straight: root reading a name in a directory it holds open.
+    """pyfakefs's ``os.open``, with two cases taken straight: root reading a name in a directory it holds open, and
+    root creating a new file there exclusively.
 
     That is how the scanner opens every file and directory it reads (``open(name, O_RDONLY | O_NOFOLLOW | ...,
-    dir_fd=fd)``), and pyfakefs resolves the joined path from the root about eight times to do it.  Here the
-    name is looked up once (:func:`_held_entry`), and what pyfakefs's ``open`` does for that case is done, in
-    its order, with its own classes: a directory gets a ``FakeDirWrapper``; a regular file is marked
-    ``opened_as`` the joined path, gets a read-only binary raw ``FakeBinaryFileWrapper``, and then has its
-    permission bits set to ``mode`` and its ``st_ctime`` touched (pyfakefs's ``open`` calls ``chmod`` on an
-    existing file).  Anything else (a link, a special file, flags that may change the file, ``O_DIRECTORY``
-    on a file, and whatever :func:`_held_entry` leaves out) is pyfakefs's ``open`` itself, errors included.
+    dir_fd=fd)``) and how the writer stages every file it writes (``O_WRONLY | O_CREAT | O_EXCL``); pyfakefs
+    resolves the joined path from the root about eight times to do either.  Here the name is looked up once
+    (:func:`_held_directory`), and what pyfakefs's ``open`` does for that case is done, in its order, with its
+    own classes:
+
+    - an existing directory gets a ``FakeDirWrapper``;
+    - an existing regular file is marked ``opened_as`` the joined path and gets a read-only binary raw
+      ``FakeBinaryFileWrapper``;
+    - a new file is made as ``create_file_internally`` makes it (a ``FakeFile`` of mode 0666 less the umask,
+      added to the directory, its initial contents empty), marked ``opened_as`` and given a writable wrapper;
+
+    and a file then has its permission bits set to ``mode`` and its ``st_ctime`` touched (pyfakefs's ``open``
+    calls ``chmod`` on the file it opened).  Anything else (a link, a special file, a name that exists under
+    ``O_EXCL``, truncating or appending, ``O_DIRECTORY`` on a file, and whatever :func:`_held_directory`
+    leaves out) is pyfakefs's ``open`` itself, errors included.
     """
     import stat as stat_module
 
-    from pyfakefs.fake_file import FakeBinaryFileWrapper, FakeDirectory, FakeDirWrapper
-    from pyfakefs.helpers import PERM_ALL, _OpenModes, now
+    from pyfakefs.fake_file import FakeBinaryFileWrapper, FakeDirectory, FakeDirWrapper, FakeFile
+    from pyfakefs.helpers import PERM_ALL, PERM_DEF_FILE, _OpenModes, now
 
     reading = _OpenModes(
         must_exist=True, can_read=True, can_write=False, truncate=False, append=False, must_not_exist=False
     )
     directory_flag = getattr(os, "O_DIRECTORY", 0)
+    creating = os.O_CREAT | os.O_EXCL
+    not_creating = _CHANGING_FLAGS & ~(creating | os.O_WRONLY | os.O_RDWR) | directory_flag
 
     def open(self, path, flags, mode=None, *, dir_fd=None):  # noqa: A001 - it stands in for os.open
-        held = None if dir_fd is None or flags & _CHANGING_FLAGS else _held_entry(self, self.open, path, dir_fd)
+        if dir_fd is None:
+            return original(self, path, flags, mode, dir_fd=dir_fd)
+        fs = self.filesystem
+        if flags & creating == creating and not flags & not_creating and flags & (os.O_WRONLY | os.O_RDWR):
+            directory = _held_directory(self, path, dir_fd, self.open)
+            if directory is None or path in directory.entries:
+                return original(self, path, flags, mode, dir_fd=dir_fd)
+            joined = self.path.join(directory.path, path)
+            if joined == fs.devnull:
+                return original(self, path, flags, mode, dir_fd=dir_fd)
+            if mode is None:
+                mode = 0o777 & ~self._umask()
+            made = FakeFile(path, (stat_module.S_IFREG | PERM_DEF_FILE) & ~fs.umask, filesystem=fs)
+            directory.add_entry(made)
+            made.set_initial_contents("")
+            made.opened_as = joined
+            modes = _OpenModes(
+                must_exist=False,
+                can_read=not flags & os.O_WRONLY,
+                can_write=True,
+                truncate=False,
+                append=False,
+                must_not_exist=True,
+            )
+            return _wrapped(fs, made, joined, modes, True, mode)
+        held = None if flags & _CHANGING_FLAGS else _held_entry(self, self.open, path, dir_fd)
         if held is None:
             return original(self, path, flags, mode, dir_fd=dir_fd)
         directory, found = held
-        fs = self.filesystem
         joined = self.path.join(directory.path, path)
         kind = stat_module.S_IFMT(found.st_mode)
         if joined == fs.devnull:
@@ -326,11 +366,15 @@ def _opening_held(original: Callable) -> Callable:
         if mode is None:
             mode = 0o777 & ~self._umask()
         found.opened_as = joined
+        return _wrapped(fs, found, joined, reading, False, mode)
+
+    def _wrapped(fs, file_object, joined: str, modes, writable: bool, mode: int) -> int:
+        """The descriptor of a raw binary wrapper of ``file_object``, as ``FakeFileOpen`` makes it; then ``chmod``."""
         opened = FakeBinaryFileWrapper(
-            found,
+            file_object,
             joined,
-            open_modes=reading,
-            allow_update=False,
+            open_modes=modes,
+            allow_update=writable,
             delete_on_close=False,
             filesystem=fs,
             newline=None,
@@ -343,8 +387,8 @@ def _opening_held(original: Callable) -> Callable:
             opened_as_fd=False,
         )
         opened.filedes = fs.add_open_file(opened)
-        found.st_mode = (found.st_mode & ~PERM_ALL) | (mode & PERM_ALL)
-        found.st_ctime = now()
+        file_object.st_mode = (file_object.st_mode & ~PERM_ALL) | (mode & PERM_ALL)
+        file_object.st_ctime = now()
         return opened.filedes
 
     return open
@@ -365,6 +409,41 @@ def _statting_held(original: Callable) -> Callable:
         return held[1].stat_result.copy()
 
     return stat
+
+
+def _replacing_held(original: Callable) -> Callable:
+    """pyfakefs's ``os.replace``, with one case taken straight: root replacing a file by a file, by plain names in
+    directories it holds open on one device (how the writer publishes every file it writes).
+
+    What pyfakefs's ``replace`` does for that case is done, in its order: the file replaced (if any) is
+    removed from its directory, then the file moves (``_do_rename``: out of the old directory, renamed, into
+    the new one).  Anything else (a link, a directory, the same file under two names, one name for both,
+    two devices, and whatever :func:`_held_directory` leaves out) is pyfakefs's ``replace`` itself.
+    """
+    import stat as stat_module
+
+    def replace(self, src, dst, *, src_dir_fd=None, dst_dir_fd=None):
+        if src_dir_fd is None or dst_dir_fd is None:
+            return original(self, src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+        held = _held_entry(self, None, src, src_dir_fd)
+        into = _held_directory(self, dst, dst_dir_fd, None)
+        if held is None or into is None:
+            return original(self, src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+        source_dir, moving = held
+        replaced = into.entries.get(dst)
+        if (
+            not stat_module.S_ISREG(moving.st_mode)
+            or (replaced is not None and (replaced is moving or not stat_module.S_ISREG(replaced.st_mode)))
+            or (source_dir is into and src == dst)
+            or source_dir.st_dev != into.st_dev
+        ):
+            return original(self, src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+        if replaced is not None:
+            into.remove_entry(dst)
+        self.filesystem._do_rename(source_dir, src, into, dst)
+        return None
+
+    return replace
 
 
 @contextlib.contextmanager
