@@ -228,7 +228,10 @@ def _held_directory_story(memo: bool, user: int = 0) -> list:
         seen.append(("create", _observe(lambda: os.open("new.pem", creating, 0o600, dir_fd=certs))))
         seen.append(("create over", _observe(lambda: os.open("ca.pem", creating, 0o600, dir_fd=certs))))
         sub = os.open("sub", os.O_RDONLY | os.O_DIRECTORY, dir_fd=certs)
-        seen.append(("listdir", sorted(os.listdir(sub))))
+        seen.append(("listdir", sorted(os.listdir(sub)), fs.get_open_file(sub).file_path))
+        top = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+        at_top = os.open("n", os.O_RDONLY | os.O_DIRECTORY, dir_fd=top)
+        seen.append(("from the root", fs.get_open_file(at_top).file_path))
         os.rename("/n/certs/sub", "/n/certs/moved")  # the held directory moves, with its name: the same object
         seen.append(("moved", _observe(lambda: os.read(os.open("inner.pem", flags, dir_fd=sub), 100))))
         # Taken out of its parent whole (pyfakefs's own API: no os call leaves a full directory detached), and

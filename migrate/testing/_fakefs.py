@@ -233,24 +233,33 @@ def _remove_class_patches() -> None:
         setattr(owner, name, original)
 
 
-def _attached(directory, root) -> bool:
-    """Whether ``directory`` is where its path says: each of its ancestors up to ``root`` holds it under its name."""
+def _attached_path(directory, root) -> str | None:
+    """The path of ``directory`` (as pyfakefs's ``FakeFile.path`` gives it) if it is where that path leads: each of
+    its ancestors up to ``root`` holds it under its name.  ``None`` otherwise."""
+    names = []
     while directory is not root:
         parent = directory.parent_dir() if directory.parent_dir else None
         if parent is None or parent.entries.get(directory.name) is not directory:
-            return False
+            return None
+        names.append(directory.name)
         directory = parent
-    return True
+    return "/" + "/".join(reversed(names))
 
 
-# Flags under which ``open`` may create, truncate or write: such an open is always pyfakefs's own.
-_CHANGING_FLAGS = (
-    os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_EXCL | getattr(os, "O_TMPFILE", 0)
-)
+def _joined(directory_path: str, name: str) -> str:
+    """``os.path.join(directory_path, name)`` for an absolute directory path and a plain name."""
+    return directory_path + name if directory_path == "/" else f"{directory_path}/{name}"
+
+
+# Flags under which ``open`` may create, truncate or write.  ``O_TMPFILE`` includes ``O_DIRECTORY``'s bit; only its
+# own bit is taken here, so that a plain ``O_DIRECTORY`` open is not taken for one that makes a file.
+_TMPFILE_BIT = getattr(os, "O_TMPFILE", 0) & ~getattr(os, "O_DIRECTORY", 0)
+_CHANGING_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_EXCL | _TMPFILE_BIT
 
 
 def _held_directory(fake_os, path, dir_fd, method: Callable | None):
-    """The directory held open as ``dir_fd``, when pyfakefs's answer for its entry ``path`` is that directory's alone.
+    """The directory held open as ``dir_fd`` and its path, when pyfakefs's answer for its entry ``path`` is that
+    directory's alone.
 
     That is: root, on an emulated Linux with no module skipped, asking about a plain name (no slash, not ``.``
     or ``..``) in a directory which is still where its path leads (pyfakefs joins the directory's path and the
@@ -278,16 +287,16 @@ def _held_directory(fake_os, path, dir_fd, method: Callable | None):
         directory = fs.get_open_file(dir_fd).get_object()
     except OSError:
         return None
-    if type(directory) is not FakeDirectory or not _attached(directory, fs.root):
-        return None
-    return directory
+    where = _attached_path(directory, fs.root) if type(directory) is FakeDirectory else None
+    return None if where is None else (directory, where)
 
 
-def _held_entry(fake_os, method: Callable, path, dir_fd):
-    """The directory held open as ``dir_fd`` (:func:`_held_directory`) and its entry ``path``, which exists; else ``None``."""
-    directory = _held_directory(fake_os, path, dir_fd, method)
-    found = None if directory is None else directory.entries.get(path)
-    return None if found is None else (directory, found)
+def _held_entry(fake_os, method: Callable | None, path, dir_fd):
+    """The directory held open as ``dir_fd``, its path (:func:`_held_directory`) and its entry ``path``, which
+    exists; else ``None``."""
+    held = _held_directory(fake_os, path, dir_fd, method)
+    found = None if held is None else held[0].entries.get(path)
+    return None if found is None else (*held, found)
 
 
 def _opening_held(original: Callable) -> Callable:
@@ -328,10 +337,10 @@ def _opening_held(original: Callable) -> Callable:
             return original(self, path, flags, mode, dir_fd=dir_fd)
         fs = self.filesystem
         if flags & creating == creating and not flags & not_creating and flags & (os.O_WRONLY | os.O_RDWR):
-            directory = _held_directory(self, path, dir_fd, self.open)
-            if directory is None or path in directory.entries:
+            held_directory = _held_directory(self, path, dir_fd, self.open)
+            if held_directory is None or path in held_directory[0].entries:
                 return original(self, path, flags, mode, dir_fd=dir_fd)
-            joined = self.path.join(directory.path, path)
+            directory, joined = held_directory[0], _joined(held_directory[1], path)
             if joined == fs.devnull:
                 return original(self, path, flags, mode, dir_fd=dir_fd)
             if mode is None:
@@ -352,8 +361,8 @@ def _opening_held(original: Callable) -> Callable:
         held = None if flags & _CHANGING_FLAGS else _held_entry(self, self.open, path, dir_fd)
         if held is None:
             return original(self, path, flags, mode, dir_fd=dir_fd)
-        directory, found = held
-        joined = self.path.join(directory.path, path)
+        directory, where, found = held
+        joined = _joined(where, path)
         kind = stat_module.S_IFMT(found.st_mode)
         if joined == fs.devnull:
             return original(self, path, flags, mode, dir_fd=dir_fd)
@@ -404,9 +413,9 @@ def _statting_held(original: Callable) -> Callable:
 
     def stat(self, path, *, dir_fd=None, follow_symlinks=True):
         held = None if dir_fd is None else _held_entry(self, self.stat, path, dir_fd)
-        if held is None or (follow_symlinks and stat_module.S_ISLNK(held[1].st_mode)):
+        if held is None or (follow_symlinks and stat_module.S_ISLNK(held[2].st_mode)):
             return original(self, path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
-        return held[1].stat_result.copy()
+        return held[2].stat_result.copy()
 
     return stat
 
@@ -426,10 +435,11 @@ def _replacing_held(original: Callable) -> Callable:
         if src_dir_fd is None or dst_dir_fd is None:
             return original(self, src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
         held = _held_entry(self, None, src, src_dir_fd)
-        into = _held_directory(self, dst, dst_dir_fd, None)
-        if held is None or into is None:
+        held_into = _held_directory(self, dst, dst_dir_fd, None)
+        if held is None or held_into is None:
             return original(self, src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
-        source_dir, moving = held
+        source_dir, _, moving = held
+        into = held_into[0]
         replaced = into.entries.get(dst)
         if (
             not stat_module.S_ISREG(moving.st_mode)

@@ -213,11 +213,12 @@ class _Proxy:
         value = getattr(self._real, name)
         if name in self._skip or name.startswith("_") or not callable(value) or isinstance(value, type):
             return value
-        injector = self._injector
+        injector, real = self._injector, self._real
 
-        def call(*args, **kwargs):
-            return injector.call(name, value, args, kwargs)
+        def call(*args, **kwargs):  # the module's function as it is when called (a test may replace it meanwhile)
+            return injector.call(name, getattr(real, name), args, kwargs)
 
+        self.__dict__[name] = call  # made once per name: the next lookup finds it without coming here
         return call
 
 
