@@ -16,11 +16,15 @@ installed), install, re-install, rollback-install (back to the exact migrated
 tree), and the crash rehearsal of ``install-client`` and of its rollback.
 
 Where the process can fork, the crash rehearsal makes one clean run of each
-command and forks at each call that writes: the child inherits the fake disk
-as it is at that call, cuts the power there and judges what it is left with,
-so no tree is rewritten, read back through ``os`` or removed at each point
-(:class:`~migrate.testing._crash._CrashRehearsal`; the children,
-:mod:`migrate.testing._forking`; the fake file system, :mod:`migrate.testing._fakefs`).
+command, in a child of the caller, and judges the stop at each call that
+writes as it comes: a stop that leaves the disk as it is is judged there and
+the fake file system put back after (:class:`~migrate.testing._snapshot.FakeState`);
+at a torn ``write`` the run forks, and the child cuts the power there and
+judges what it is left with.  No tree is rewritten, read back through ``os``
+or removed at each point (:class:`~migrate.testing._crash._CrashRehearsal`;
+the children, :mod:`migrate.testing._forking`; the fake file system and
+:func:`faster_pyfakefs`, which every rehearsal runs under,
+:mod:`migrate.testing._fakefs`).
 
 :func:`rehearse` runs in whatever fake file system is active (a pyfakefs test's
 ``fs``), and refuses to run on the real disk.
@@ -62,6 +66,7 @@ __all__ = [
     "active_fake_os",
     "as_root",
     "fake_filesystem",
+    "faster_pyfakefs",
     "rehearse",
     "rehearse_sample",
     "rehearse_samples",
