@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from pyfakefs.fake_file import FakeBinaryFileWrapper, FakeTextFileWrapper
 from pyfakefs.fake_filesystem import FakeFilesystem
 
-from migrate.testing import _fakefs
-from migrate.testing._fakefs import _PURE_PATH_FUNCTIONS, fake_filesystem, faster_pyfakefs
+from migrate.testing import _faster
+from migrate.testing._fakefs import fake_filesystem
+from migrate.testing._faster import _PURE_PATH_FUNCTIONS, faster_pyfakefs
 
 SEGMENTS = ["", ".", "..", "a", "b", "certs", "x.pem", " ", "é", "a\\b", ":"]
 paths = st.lists(st.sampled_from(SEGMENTS), max_size=6).flatmap(
@@ -107,7 +108,7 @@ class TestUndone:
         with faster_pyfakefs(fs):
             assert all(name in vars(fs) for name in _PURE_PATH_FUNCTIONS)
             replaced = FakeBinaryFileWrapper.__dict__["__getattribute__"] is not lookups[0]
-            assert replaced == _fakefs._known_internals()
+            assert replaced == _faster._known_internals()
         assert not any(name in vars(fs) for name in _PURE_PATH_FUNCTIONS)
         assert (
             FakeBinaryFileWrapper.__dict__["__getattribute__"],
@@ -143,7 +144,7 @@ class TestUndone:
                 os.close(os.open("d", directory, dir_fd=held))
 
     def test_an_unknown_pyfakefs_release_gets_only_the_path_memo(self, monkeypatch):
-        monkeypatch.setattr(_fakefs, "_KNOWN_PYFAKEFS", ((0, 1), (0, 2)))
+        monkeypatch.setattr(_faster, "_KNOWN_PYFAKEFS", ((0, 1), (0, 2)))
         fs = FakeFilesystem(path_separator="/")
         before = FakeBinaryFileWrapper.__dict__["__getattribute__"]
         with faster_pyfakefs(fs):
@@ -154,7 +155,7 @@ class TestUndone:
 def test_this_pyfakefs_is_a_known_release():
     """The wrappers' lookup is sped up on the pyfakefs this suite runs with (else the rehearsal's speed is not ours to
     claim: extend ``_KNOWN_PYFAKEFS`` once the suite passes on the new release)."""
-    assert _fakefs._known_internals()
+    assert _faster._known_internals()
 
 
 class TestFilesThroughTheWrappers:

@@ -8,7 +8,8 @@
 - :mod:`~migrate.testing.rehearsal`: the whole cycle, and its crash rehearsal, in pyfakefs;
 - :mod:`~migrate.testing.pytest_plugin`: the fixtures (``x154_node``, ``make_x154_node``, ``fault_injector``);
 - private (``_``) rooms: ``_crash`` (the crash rehearsal), ``_forking`` (children that report back), ``_fakefs``
-  (the fake file system as root), ``_snapshot`` (trees read from pyfakefs's objects), ``_command`` (the
+  (the fake file system as root), ``_faster`` (pyfakefs made cheaper for the tool's calls), ``_snapshot``
+  (trees read from pyfakefs's objects, and its whole state kept and put back), ``_command`` (the
   ``rehearse`` and ``sample`` commands of the command line).
 
 The engine never imports this package (``tests/test_layers.py`` holds it to that).

@@ -23,8 +23,8 @@ at a torn ``write`` the run forks, and the child cuts the power there and
 judges what it is left with.  No tree is rewritten, read back through ``os``
 or removed at each point (:class:`~migrate.testing._crash._CrashRehearsal`;
 the children, :mod:`migrate.testing._forking`; the fake file system and
-:func:`faster_pyfakefs`, which every rehearsal runs under,
-:mod:`migrate.testing._fakefs`).
+:mod:`migrate.testing._fakefs`; :func:`faster_pyfakefs`, which every rehearsal
+runs under, :mod:`migrate.testing._faster`).
 
 :func:`rehearse` runs in whatever fake file system is active (a pyfakefs test's
 ``fs``), and refuses to run on the real disk.
@@ -51,9 +51,9 @@ from ._fakefs import (  # noqa: F401
     active_fake_os,
     as_root,
     fake_filesystem,
-    faster_pyfakefs,
     write_fake_tree,
 )
+from ._faster import faster_pyfakefs
 from ._forking import _can_fork, _end_child, _fork, _in_child, _pickled_failure, _receive, _start_child  # noqa: F401
 from ._snapshot import fake_tree
 from .tree import diff_trees
