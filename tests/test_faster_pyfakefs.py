@@ -152,12 +152,6 @@ class TestUndone:
             assert FakeBinaryFileWrapper.__dict__["__getattribute__"] is before
 
 
-def test_this_pyfakefs_is_a_known_release():
-    """The wrappers' lookup is sped up on the pyfakefs this suite runs with (else the rehearsal's speed is not ours to
-    claim: extend ``_KNOWN_PYFAKEFS`` once the suite passes on the new release)."""
-    assert _faster._known_internals()
-
-
 class TestFilesThroughTheWrappers:
     @pytest.mark.parametrize("memo", [False, True], ids=["plain", "memoized"])
     def test_files_read_written_and_named_alike(self, memo):
