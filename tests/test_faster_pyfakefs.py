@@ -483,3 +483,32 @@ class TestFakeState:
         plain = _story(setup, [], after, restores=0)
         assert _story(setup, excursion, after, restores=1) == plain
         assert _story(setup, excursion, after, restores=2) == plain
+
+    def test_open_descriptors_are_put_back_too(self):
+        """A descriptor open when the state was taken sees the file as it was after the restore, though a write
+        through another descriptor on the same file refreshed it meanwhile: writing on through it gives what it
+        would have given had nothing happened."""
+
+        def story(excursion: bool) -> bytes:
+            from pyfakefs.fake_filesystem import FakeFilesystem
+            from pyfakefs.fake_os import FakeOsModule
+
+            from migrate.testing._snapshot import FakeState
+
+            fs = FakeFilesystem(path_separator="/")
+            fake_os = FakeOsModule(fs)
+            fs.create_dir("/n")
+            held = fake_os.open("/n/lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fake_os.write(held, b"1234")
+            state = FakeState(fs)
+            if excursion:
+                other = fake_os.open("/n/lock", os.O_RDWR)
+                fake_os.ftruncate(other, 0)
+                fake_os.write(other, b"99")
+                fake_os.close(other)
+                state.restore()
+            fake_os.write(held, b"56")
+            fake_os.close(held)
+            return fs.get_object("/n/lock").byte_contents
+
+        assert story(excursion=True) == story(excursion=False) == b"123456"

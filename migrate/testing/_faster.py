@@ -58,10 +58,12 @@ def faster_pyfakefs(filesystem) -> Iterator[None]:
       is never remembered.  The memo lives on this one filesystem object (its
       instance attributes shadow the class's methods); nested uses keep the
       outer one;
-    - root's ``open`` and ``stat`` of a plain name relative to a directory
-      it holds open (how the scanner reads a node) look the name up in that
-      directory once and do what pyfakefs does for it (:func:`_opening_held`,
-      :func:`_statting_held`); every other call is pyfakefs's own;
+    - root's ``open`` (to read, or to create a file exclusively), ``stat``
+      and ``replace`` by plain names relative to directories it holds open
+      (how the scanner reads a node, and the writer stages and publishes
+      each file) look the names up in those directories once and do what
+      pyfakefs does for them (:func:`_opening_held`, :func:`_statting_held`,
+      :func:`_replacing_held`); every other call is pyfakefs's own;
     - the file wrappers' attribute lookup makes the same test as pyfakefs's
       (is the name the wrapper class's, or the instance's own), with the
       class's answer remembered per name.

@@ -61,7 +61,9 @@ class FakeState:
     with a copy of its attributes, of its ``stat_result``'s, of its entries (in
     their order: ``listdir`` gives that order) and of its extended attributes;
     and the file system's own: its counters (inodes, devices), its open files
-    and free descriptors, and its mounts' usage.  :meth:`restore` gives every one
+    and free descriptors, and its mounts' usage; and each open file's own
+    attributes and, for a binary one, the bytes it holds and its position (a
+    write through one descriptor refreshes the others open on the same file).  :meth:`restore` gives every one
     of those objects back its attributes, in place, so that whoever holds one
     (an open descriptor, a held directory) holds it as it was; objects made
     since are left unreachable.  The crash rehearsal judges a stop by running
@@ -79,6 +81,13 @@ class FakeState:
         self._open_files = [None if files is None else list(files) for files in filesystem.open_files]
         self._free = list(filesystem._free_fd_heap)
         self._mounts = {point: dict(usage) for point, usage in filesystem.mount_points.items()}
+        self._wrappers = [
+            _wrapper_state(wrapper)
+            for files in filesystem.open_files
+            if files
+            for wrapper in files
+            if hasattr(wrapper, "__dict__")
+        ]
         self._objects: list[tuple[object, dict, dict, dict | None, dict]] = []
         seen: set[int] = set()
         pending = [filesystem.root, filesystem.dev_null]
@@ -117,3 +126,23 @@ class FakeState:
             fs.mount_points[point].update(usage)
         for point in [point for point in fs.mount_points if point not in self._mounts]:
             del fs.mount_points[point]
+        for wrapper, own, stream in self._wrappers:
+            attributes = vars(wrapper)
+            attributes.clear()
+            attributes.update(own)
+            if stream is not None:  # the bytes the descriptor sees, and where it is in them
+                buffer, (data, position) = own["_io"], stream
+                buffer.seek(0)
+                buffer.truncate(0)
+                buffer.write(data)
+                buffer.seek(position)
+
+
+def _wrapper_state(wrapper) -> tuple[object, dict, tuple[bytes, int] | None]:
+    """An open file as it is now: its attributes, and for a binary one the bytes it holds and its position."""
+    import io
+
+    own = dict(vars(wrapper))
+    buffer = own.get("_io")
+    stream = (buffer.getvalue(), buffer.tell()) if isinstance(buffer, io.BytesIO) else None
+    return wrapper, own, stream
