@@ -41,11 +41,11 @@ def _reset_structlog():
 
 
 @pytest.fixture(autouse=True)
-def _memoized_fake_paths(request):
-    """A test on pyfakefs's ``fs`` fixture runs with pyfakefs's path arithmetic remembered, as every rehearsal does.
+def _faster_pyfakefs(request):
+    """A test on pyfakefs's ``fs`` fixture runs under ``faster_pyfakefs``, as every rehearsal does.
 
-    The answers are the same (``tests/test_faster_pyfakefs.py`` and ``TestMemoizedAsPlain`` prove it); the fault
-    matrices, which run the engine thousands of times in pyfakefs, take about a third less time.
+    The answers are the same (``tests/test_faster_pyfakefs.py`` and ``TestFasterAsPlain`` prove it); the fault
+    matrices, which run the engine thousands of times in pyfakefs, take about half the time.
     """
     if "fs" not in request.fixturenames:
         yield

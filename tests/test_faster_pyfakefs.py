@@ -1,7 +1,7 @@
 """Tests for ``faster_pyfakefs``: pyfakefs made cheaper for a rehearsal gives the same answers, and is undone after.
 
 The crash rehearsal's own proof (the same points and judgements with and
-without it) is ``TestMemoizedAsPlain`` in ``tests/test_rehearsal_crash.py``.
+without it) is ``TestFasterAsPlain`` in ``tests/test_rehearsal_crash.py``.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class TestFilesThroughTheWrappers:
     def test_files_read_written_and_named_alike(self, memo):
         """Files opened, written, read, sought and closed through pyfakefs's wrappers behave the same either way,
         and an attribute a wrapper lacks is still an AttributeError.  (Not on the ``fs`` fixture: the suite runs
-        that one memoized.)"""
+        that one under ``faster_pyfakefs``.)"""
         import contextlib
 
         with fake_filesystem() as fs, faster_pyfakefs(fs) if memo else contextlib.nullcontext():

@@ -175,13 +175,13 @@ class TestChild:
 
 
 def _points(
-    tree: dict, *, fork: bool, memo: bool = False
+    tree: dict, *, fork: bool, faster: bool = False
 ) -> tuple[list[tuple[str, str, str]], dict[str, list[str]], bool]:
     """The crash points tried on ``tree`` (forked or in process, with pyfakefs made cheaper by ``faster_pyfakefs`` as
     ``rehearse`` does, or not); the calls that write of a clean apply and of a clean rollback; and whether the whole
     fake disk was left exactly as it was."""
     with structlog.testing.capture_logs(), rehearsal.fake_filesystem() as fs, contextlib.ExitStack() as stack:
-        if memo:
+        if faster:
             stack.enter_context(rehearsal.faster_pyfakefs(fs))
         rehearsal.write_fake_tree(tree, ROOT)
         original = fake_tree(fs, ROOT)
@@ -212,7 +212,7 @@ class TestSamplePoints:
         """Each bundled sample's crash rehearsal stops at exactly its pinned number of calls: each call that writes
         of a clean apply and of a clean rollback, in order, named on the node's path; every stop recovers; the
         caller's fake node is left as it was."""
-        points, calls, untouched = _points(sample_tree(name), fork=True, memo=True)
+        points, calls, untouched = _points(sample_tree(name), fork=True, faster=True)
         assert len(points) == SAMPLE_CRASH_POINTS[name]
         assert [command for command, _, _ in points] == ["apply"] * len(calls["apply"]) + ["rollback"] * len(
             calls["rollback"]
@@ -238,8 +238,8 @@ class TestForkedAsInProcess:
         if defect:
             monkeypatch.setattr(plan, "_temp_actions", lambda analysis: [])
         tree = _small_tree()
-        forked, _, forked_untouched = _points(tree, fork=True, memo=True)
-        in_process, _, in_process_untouched = _points(tree, fork=False, memo=True)
+        forked, _, forked_untouched = _points(tree, fork=True, faster=True)
+        in_process, _, in_process_untouched = _points(tree, fork=False, faster=True)
         assert _same_run(forked) == _same_run(in_process)
         assert forked_untouched and in_process_untouched
         unrecovered = [point for point in forked if point[2]]
@@ -249,22 +249,22 @@ class TestForkedAsInProcess:
 
 
 @pytest.mark.slow
-class TestMemoizedAsPlain:
+class TestFasterAsPlain:
     @pytest.mark.parametrize("defect", [pytest.param(False, id="healthy"), pytest.param(True, id="defective")])
     def test_same_points_same_judgement(self, monkeypatch, defect):
-        """With pyfakefs's path arithmetic remembered (as every rehearsal runs) or not, the crash rehearsal tries the
-        same calls in the same order and judges each the same, word for word, and leaves the fake disk as it was."""
+        """Under ``faster_pyfakefs`` (as every rehearsal runs) or not, the crash rehearsal tries the same calls in the
+        same order and judges each the same, word for word, and leaves the fake disk as it was."""
         if defect:
             monkeypatch.setattr(plan, "_temp_actions", lambda analysis: [])
         tree = _small_tree()
-        memoized, memo_calls, memoized_untouched = _points(tree, fork=True, memo=True)
+        faster, faster_calls, faster_untouched = _points(tree, fork=True, faster=True)
         plain, plain_calls, plain_untouched = _points(tree, fork=True)
-        assert _same_run(memoized) == _same_run(plain)
-        assert {k: _same_run([(c,) for c in v]) for k, v in memo_calls.items()} == {
+        assert _same_run(faster) == _same_run(plain)
+        assert {k: _same_run([(c,) for c in v]) for k, v in faster_calls.items()} == {
             k: _same_run([(c,) for c in v]) for k, v in plain_calls.items()
         }
-        assert memoized_untouched and plain_untouched
-        assert any(point[2] for point in memoized) == defect
+        assert faster_untouched and plain_untouched
+        assert any(point[2] for point in faster) == defect
 
 
 @pytest.mark.slow

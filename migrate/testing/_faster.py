@@ -74,7 +74,7 @@ def faster_pyfakefs(filesystem) -> Iterator[None]:
     resolution until a directory changes was measured too, and bought
     nothing: nearly every call that resolves a new path follows one that
     changed the tree.  ``tests/test_faster_pyfakefs.py`` holds the answers equal
-    with and without, case by case, and ``TestMemoizedAsPlain`` the crash
+    with and without, case by case, and ``TestFasterAsPlain`` the crash
     rehearsal's points and judgements.
     """
     own = vars(filesystem)
