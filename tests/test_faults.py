@@ -205,6 +205,28 @@ class TestInjector:
             assert all(__import__(name, fromlist=["os"]).os is not os for name in faults.PATCHED_MODULES)
         assert {name: __import__(name, fromlist=["os"]).os for name in faults.PATCHED_MODULES} == before
 
+    def test_tear_lands_what_a_power_cut_there_would_and_pause_lets_calls_through(self, fs):
+        """From an observe callback, tear() lands half of the write being observed (as a power cut there would) and
+        nothing of another call; inside pause() calls are neither counted nor observed; outside a callback, tear()
+        is refused."""
+        fs.create_dir("/d")
+        landed: list[tuple[str, bool, bytes]] = []
+
+        def observe(call: faults.Call) -> None:
+            if call.name in ("write", "link"):
+                with injector.pause():
+                    torn = injector.tear()
+                    staged = [n for n in fsops.os.listdir("/d") if n.endswith(".tmp")]
+                    with open(f"/d/{staged[0]}", "rb") as f:
+                        landed.append((call.name, torn, f.read()))
+
+        with faults.inject(observe=observe) as injector:
+            fsops.create_file(dirs.open_root("/d"), "a", b"12345678", mode=0o600)
+        assert landed == [("write", True, b"1234"), ("link", False, b"123412345678")]
+        assert not any(call.name == "listdir" for call in injector.calls)  # made while paused
+        with faults.inject() as idle, pytest.raises(RuntimeError, match="observe"):
+            idle.tear()
+
     @pytest.mark.parametrize(
         ("kwargs", "message"),
         [

@@ -23,7 +23,6 @@ import contextlib
 import functools
 import hashlib
 import json
-import posix  # never patched: pipes are the real process's
 import posixpath
 from collections.abc import Callable
 
@@ -32,7 +31,7 @@ import attrs
 from .. import policy
 from ..errors import MigrateError
 from ._fakefs import write_fake_tree
-from ._forking import _can_fork, _end_child, _fork, _in_child, _receive
+from ._forking import _can_fork, _in_child
 from ._snapshot import FakeState, fake_tree
 from .tree import diff_trees
 
@@ -57,23 +56,19 @@ class _CrashRehearsal:
     Where the process can fork (POSIX, one thread), the clean run itself is the
     rehearsal, in a child of the caller (so the caller's fake disk is never
     touched; it must hold :attr:`before` at :attr:`root`).  At each call that
-    writes, before the call is made:
-
-    - when none of the call would land (every call but ``write``), the stop
-      leaves the disk exactly as it is: the state is judged there and then
-      (:meth:`_judge_in_place`): ``rollback`` runs on it, the state is put
-      back object by object (:class:`~migrate.testing._snapshot.FakeState`),
-      the command runs on it, and the state is put back again, the clean
-      run's calls uncounted meanwhile; the clean run goes on;
-    - a ``write`` is torn (half its bytes land): the run forks, and the child
-      cuts the power at that very call and judges the state it is left with
-      the same way (:meth:`_judge_in_child`).
+    writes, before the call is made, the stop there is judged in place
+    (:meth:`_judge_in_place`): what a power cut lets land of the call (half of
+    a ``write``'s bytes; of any other call, nothing) is made to land;
+    ``rollback`` runs on the state left, the state is put back object by
+    object (:class:`~migrate.testing._snapshot.FakeState`), the command runs
+    on it; and the whole fake file system is put back as it was before the
+    call, the clean run's calls uncounted meanwhile.  The clean run goes on.
 
     The partial runs are thus made once in all, not once a point, and no tree
     is rewritten, read back through ``os`` or removed.  Elsewhere every point
     runs in process, on a scratch copy written for it
     (:meth:`_run_in_process`): the same points, the same judgement, about
-    2.5 times as slowly (``tests/test_rehearsal_crash.py`` holds the two
+    3.5 times as slowly (``tests/test_rehearsal_crash.py`` holds the two
     equal).
     """
 
@@ -117,7 +112,7 @@ class _CrashRehearsal:
         forward, backward = self._names
         return (forward, self.before, self._command()), (backward, self.after, writer.rollback)
 
-    # -- forked: one clean run, a child at each point -------------------------------------------------------
+    # -- forked: one clean run in a child of the caller, each stop judged as it comes -----------------------------
 
     def _run_forked(self) -> list[tuple[str, str, str]]:
         from ..scan import Layout
@@ -125,89 +120,54 @@ class _CrashRehearsal:
 
         points: list[tuple[str, str, str]] = []
         for command, _, run in self._runs():
-            stopped: list[int] = []  # in the child of a point: the pipe to report on
             held: dict = {}  # the injector of the run
             broke: list[BaseException] = []  # a failure while judging a point, raised after the run is unwound
 
-            def stop_here(call, command=command, stopped=stopped, held=held, broke=broke) -> None:
+            def stop_here(call, command=command, held=held, broke=broke) -> None:
                 if not call.writes or broke:
                     return
                 try:
-                    if call.name == "write":  # torn: half its bytes land, so the stop is judged in a child
-                        problem = self._judge_in_child(call, held["injector"], stopped)
-                        if stopped:  # the child: the power is cut at this very call
-                            return
-                    else:  # nothing of the call lands: the stop leaves the disk as it is now
-                        problem = self._judge_in_place(held["injector"])
+                    problem = self._judge_in_place(held["injector"])
                 except BaseException as exc:  # noqa: B036 - raised from points() once the clean run is unwound
                     broke.append(exc)
                     raise _Abandon from exc
                 points.append((command, str(call), problem))
 
-            failure: BaseException | None = None
             try:
                 with faults.inject(observe=stop_here) as held["injector"]:
                     run(Layout.for_node(self.root))
-            except BaseException as exc:  # noqa: B036 - in a point's child, reported to the parent below
-                if broke:  # judging a point failed: that is the caller's, whatever the run ended with
+            except BaseException:  # noqa: B036 - whatever the run ended with, a failure to judge is the one to raise
+                if broke:
                     raise broke[0] from None
-                if not stopped:  # the clean run failed: as when it is counted in process, that is the caller's
-                    raise
-                if not isinstance(exc, faults.PowerCut | MigrateError):  # what a stop may end with
-                    failure = exc
+                raise  # the clean run failed: as when it is counted in process, that is the caller's
             if broke:
                 raise broke[0]
-            if stopped:  # only ever true in the child of a point, which ends here
-                _end_child(stopped[0], functools.partial(self._judge_here, failure))
         return points
 
-    def _judge_in_child(self, call, injector, stopped: list[int]) -> str:
-        """Fork: the child cuts the power at ``call`` (``stopped`` gets its pipe); here, what it judged."""
-        reader, report = posix.pipe()
-        pid = _fork()
-        if pid == 0:  # the child: cut the power at this very call, then judge what is left (_judge_here)
-            posix.close(reader)
-            stopped.append(report)
-            injector.at, injector.fault = call.number, "power-cut"
-            return ""
-        posix.close(report)
-        key, problem = _receive(reader, pid)
-        self._seen.setdefault(key, problem)
-        return problem
-
     def _judge_in_place(self, injector) -> str:
-        """A stop at a call none of which would land leaves the disk as it is now: judge it here, and put it back.
+        """Judge a stop at the call the clean run is about to make, there and then, and put everything back.
 
-        The clean run is stopped in the middle of a call, so the recoveries run with the injector paused (their
-        calls are neither counted nor observed), each from the state as it is, which is then put back exactly
-        (:class:`FakeState`) for the clean run to go on from.
+        A power cut at the call lets nothing of it land but half of a write's bytes: those are written
+        (:meth:`~migrate.testing.faults.Injector.tear`), and the disk is then as the stop leaves it.  The
+        recoveries run with the injector paused (their calls are neither counted nor observed), each from that
+        state, which is put back exactly between them (:class:`FakeState`); then the whole fake file system is
+        put back as it was before the call (torn bytes, open files and all) for the clean run to go on.
         """
-        links: dict[str, int] = {}
-        key = self._state_key(fake_tree(self.filesystem, self.root, links=links), links)
-        if key not in self._seen:
-            state = FakeState(self.filesystem)
-            try:
+        state = FakeState(self.filesystem)
+        try:
+            with injector.pause():
+                torn = injector.tear()
+            links: dict[str, int] = {}
+            key = self._state_key(fake_tree(self.filesystem, self.root, links=links), links)
+            if key not in self._seen:
+                left = FakeState(self.filesystem) if torn else state  # the state the stop leaves
                 with injector.pause():
                     rolled_back = self._rollback_problems(self.root)
-                    state.restore()
+                    left.restore()
                     self._seen[key] = "; ".join(rolled_back + self._apply_problems(self.root))
-            finally:
-                state.restore()
-        return self._seen[key]
-
-    def _judge_here(self, failure: BaseException | None) -> tuple[str, str]:
-        """In the child of a torn ``write``: the state key of the disk the stop left, and what recovering from it gave."""
-        if failure is not None:
-            raise failure
-        links: dict[str, int] = {}
-        key = self._state_key(fake_tree(self.filesystem, self.root, links=links), links)
-        if key not in self._seen:  # as the parent knew it when it forked
-            # The rollback in place, then the state the stop left put back for the command.
-            state = FakeState(self.filesystem)
-            rolled_back = self._rollback_problems(self.root)
+        finally:
             state.restore()
-            self._seen[key] = "; ".join(rolled_back + self._apply_problems(self.root))
-        return key, self._seen[key]
+        return self._seen[key]
 
     # -- in process: a scratch copy for each point ----------------------------------------------------------
 

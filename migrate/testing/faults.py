@@ -125,6 +125,14 @@ class Injector:
     tripped: Call | None = None
     _fds: dict[int, str] = attrs.field(factory=dict)
     paused: bool = False  # while true, calls are made as they come: not counted, observed or failed
+    _observed: tuple | None = None  # while ``observe`` runs: the call, the function and its arguments
+
+    def tear(self) -> bool:
+        """While ``observe`` runs: make land what a power cut at the call observed lets land (half of a write's
+        bytes, as :meth:`_trip` does); whether anything landed."""
+        if self._observed is None:
+            raise RuntimeError("tear() is for an observe callback, while it runs")
+        return _tear(*self._observed)
 
     @contextlib.contextmanager
     def pause(self) -> Iterator[None]:
@@ -147,7 +155,11 @@ class Injector:
         call = Call(len(self.calls) + 1, name, target, writes)
         self.calls.append(call)
         if self.observe is not None:
-            self.observe(call)
+            self._observed = (call, real, args)
+            try:
+                self.observe(call)
+            finally:
+                self._observed = None
         if self.at is not None and (call.number == self.at or (self.persistent and call.number > self.at)):
             if self.tripped is None:
                 self.tripped = call
@@ -169,8 +181,7 @@ class Injector:
                 with contextlib.suppress(OSError):
                     real(*args)
             raise OSError(code, f"{os.strerror(code)} (injected at {call})", call.target)
-        if call.name == "write" and len(args) >= 2 and len(args[1]) > 1:
-            real(args[0], bytes(args[1])[: len(args[1]) // 2])  # a torn write
+        _tear(call, real, args)
         if self.fault == "sigkill":
             os.kill(os.getpid(), signal.SIGKILL)
         raise PowerCut(f"power cut at {call}")
@@ -194,6 +205,14 @@ class Injector:
         if dir_fd is None or name.startswith("/"):
             return name
         return f"{self._fds.get(dir_fd, f'fd {dir_fd}').rstrip('/')}/{name}"
+
+
+def _tear(call: Call, real: Callable, args: tuple) -> bool:
+    """What a power cut at ``call`` lets land: half the bytes of a ``write`` (a torn write); whether anything did."""
+    if call.name == "write" and len(args) >= 2 and len(args[1]) > 1:
+        real(args[0], bytes(args[1])[: len(args[1]) // 2])
+        return True
+    return False
 
 
 def _open_flags(args: tuple, kwargs: dict) -> int:
