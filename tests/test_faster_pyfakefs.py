@@ -319,7 +319,32 @@ def _create_story(memo: bool) -> list:
     return seen
 
 
+def _unlink_story(faster: bool) -> list:
+    """Unlinks by plain names in a held directory, every case the fast one takes and every one it leaves to
+    pyfakefs, observed with the whole file system after each."""
+    import contextlib
+
+    seen: list = []
+    with fake_filesystem() as fs, faster_pyfakefs(fs) if faster else contextlib.nullcontext():
+        for name in ("a", "b", "hard", "sub/c"):
+            fs.create_file(f"/n/s/{name}", contents=name.encode())
+        os.link("/n/s/b", "/n/s/b2")
+        fs.create_dir("/n/s/d")
+        fs.create_symlink("/n/s/link", "a")
+        fs.create_symlink("/n/s/dirlink", "d")
+        here = os.open("/n/s", os.O_RDONLY | os.O_DIRECTORY)
+        for name in ("a", "b", "link", "dirlink", "d", "missing", "sub/c", "..", "", "a"):
+            outcome = _observe(lambda n=name: os.unlink(n, dir_fd=here))
+            seen.append((name, outcome, _dump(fs, times=False)))
+    return seen
+
+
 class TestHeldDirectories:
+    def test_unlink_answers_as_pyfakefs(self):
+        """In a directory held open, ``unlink`` does exactly what pyfakefs's own does, case by case (a file, one of
+        two hard links, links, a directory, a missing name, a path, ``..``): the same errors and file system."""
+        assert _unlink_story(faster=True) == _unlink_story(faster=False)
+
     def test_exclusive_creation_answers_as_pyfakefs(self):
         """In a directory held open, an exclusive ``open(..., O_CREAT | O_EXCL)`` does exactly what pyfakefs's own
         does, case by case: the same errors and descriptors, the same new file (mode, owner, bytes once written,

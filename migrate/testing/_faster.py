@@ -58,12 +58,13 @@ def faster_pyfakefs(filesystem) -> Iterator[None]:
       is never remembered.  The memo lives on this one filesystem object (its
       instance attributes shadow the class's methods); nested uses keep the
       outer one;
-    - root's ``open`` (to read, or to create a file exclusively), ``stat``
-      and ``replace`` by plain names relative to directories it holds open
-      (how the scanner reads a node, and the writer stages and publishes
-      each file) look the names up in those directories once and do what
-      pyfakefs does for them (:func:`_opening_held`, :func:`_statting_held`,
-      :func:`_replacing_held`); every other call is pyfakefs's own;
+    - root's ``open`` (to read, or to create a file exclusively), ``stat``,
+      ``replace`` and ``unlink`` by plain names relative to directories it
+      holds open (how the scanner reads a node, and the writer stages,
+      publishes and removes each file) look the names up in those
+      directories once and do what pyfakefs does for them
+      (:func:`_opening_held`, :func:`_statting_held`, :func:`_replacing_held`,
+      :func:`_unlinking_held`); every other call is pyfakefs's own;
     - the file wrappers' attribute lookup makes the same test as pyfakefs's
       (is the name the wrapper class's, or the instance's own), with the
       class's answer remembered per name.
@@ -153,7 +154,12 @@ def _install_class_patches() -> None:
     from pyfakefs.fake_os import FakeOsModule
 
     replaced = []
-    for name, taking in (("open", _opening_held), ("stat", _statting_held), ("replace", _replacing_held)):
+    for name, taking in (
+        ("open", _opening_held),
+        ("stat", _statting_held),
+        ("replace", _replacing_held),
+        ("unlink", _unlinking_held),
+    ):
         original = FakeOsModule.__dict__[name]
         replaced.append((original, taking(original)))
         _installed.append((FakeOsModule, name, original))
@@ -402,3 +408,23 @@ def _replacing_held(original: Callable) -> Callable:
         return None
 
     return replace
+
+
+def _unlinking_held(original: Callable) -> Callable:
+    """pyfakefs's ``os.unlink``, with one case taken straight: root removing a regular file by its plain name in a
+    directory it holds open (how the writer removes its staging files, and rollback what it undoes).
+
+    pyfakefs's ``unlink`` of a regular file comes down to removing the entry from its directory
+    (``remove_entry``); so does this.  Anything else (a link, a directory, a missing name, and whatever
+    :func:`_held_directory` leaves out) is pyfakefs's ``unlink`` itself, errors included.
+    """
+    import stat as stat_module
+
+    def unlink(self, path, *, dir_fd=None):
+        held = None if dir_fd is None else _held_entry(self, self.unlink, path, dir_fd)
+        if held is None or not stat_module.S_ISREG(held[2].st_mode):
+            return original(self, path, dir_fd=dir_fd)
+        held[0].remove_entry(path)
+        return None
+
+    return unlink
