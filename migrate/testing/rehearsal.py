@@ -17,12 +17,12 @@ tree), and the crash rehearsal of ``install-client`` and of its rollback.
 
 Where the process can fork, the crash rehearsal makes one clean run of each
 command, in a child of the caller, and judges the stop at each call that
-writes as it comes: a stop that leaves the disk as it is is judged there and
-the fake file system put back after (:class:`~migrate.testing._snapshot.FakeState`);
-at a torn ``write`` the run forks, and the child cuts the power there and
-judges what it is left with.  No tree is rewritten, read back through ``os``
-or removed at each point (:class:`~migrate.testing._crash._CrashRehearsal`;
-the children, :mod:`migrate.testing._forking`; the fake file system and
+writes as it comes: what the stop lets land (half of a torn ``write``) is made
+to land, both recoveries run from there, and the fake file system is put back
+after (:class:`~migrate.testing._snapshot.FakeState`).  No tree is rewritten,
+read back through ``os`` or removed at each point
+(:class:`~migrate.testing._crash._CrashRehearsal`; the child,
+:mod:`migrate.testing._forking`; the fake file system,
 :mod:`migrate.testing._fakefs`; :func:`faster_pyfakefs`, which every rehearsal
 runs under, :mod:`migrate.testing._faster`).
 
