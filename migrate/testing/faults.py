@@ -20,6 +20,9 @@ a fault from :data:`FAULTS`, and call N:
 ``where`` narrows which calls are counted (for example only those that write:
 :attr:`Call.writes`); ``observe`` is called before every call, with the
 disk as the call finds it, so a test can check an invariant at every point.
+From ``observe``, :meth:`Injector.tear` lands what a power cut at that call
+would (half of a write's bytes), and inside :meth:`Injector.pause` calls go
+through uncounted: the crash rehearsal judges each stop that way.
 
 Usage::
 
