@@ -340,6 +340,35 @@ def _unlink_story(faster: bool) -> list:
 
 
 class TestHeldDirectories:
+    @pytest.mark.parametrize("faster", [False, True], ids=["plain", "faster"])
+    def test_held_directory_calls_do_not_resolve_from_the_root(self, faster):
+        """Under ``faster_pyfakefs`` the calls it takes straight (open to read a file or a directory, exclusive
+        creation, stat, replace, unlink in a held directory) never resolve a path from the root; pyfakefs's own
+        do (the plain run shows the count would see them)."""
+        import contextlib
+
+        with fake_filesystem() as fs, faster_pyfakefs(fs) if faster else contextlib.nullcontext():
+            fs.create_file("/n/s/a.pem", contents=b"a")
+            fs.create_dir("/n/s/sub")
+            held = os.open("/n/s", os.O_RDONLY | os.O_DIRECTORY)
+            resolved: list[str] = []
+            resolve_path = fs.resolve_path
+
+            def counted(path, *args, **kwargs):
+                resolved.append(path)
+                return resolve_path(path, *args, **kwargs)
+
+            fs.resolve_path = counted
+            read = os.O_RDONLY | os.O_NOFOLLOW
+            os.close(os.open("a.pem", read, 0o644, dir_fd=held))
+            os.close(os.open("sub", read | os.O_DIRECTORY, dir_fd=held))
+            os.stat("a.pem", dir_fd=held, follow_symlinks=False)
+            os.close(os.open("b.tmp", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=held))
+            os.replace("b.tmp", "a.pem", src_dir_fd=held, dst_dir_fd=held)
+            os.unlink("a.pem", dir_fd=held)
+            del fs.resolve_path
+        assert (resolved == []) == faster, resolved
+
     def test_unlink_answers_as_pyfakefs(self):
         """In a directory held open, ``unlink`` does exactly what pyfakefs's own does, case by case (a file, one of
         two hard links, links, a directory, a missing name, a path, ``..``): the same errors and file system."""

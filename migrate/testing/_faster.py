@@ -297,8 +297,6 @@ def _opening_held(original: Callable) -> Callable:
             directory, joined = held_directory[0], _joined(held_directory[1], path)
             if joined == fs.devnull:
                 return original(self, path, flags, mode, dir_fd=dir_fd)
-            if mode is None:
-                mode = 0o777 & ~self._umask()
             made = FakeFile(path, (stat_module.S_IFREG | PERM_DEF_FILE) & ~fs.umask, filesystem=fs)
             directory.add_entry(made)
             made.set_initial_contents("")
@@ -311,7 +309,7 @@ def _opening_held(original: Callable) -> Callable:
                 append=False,
                 must_not_exist=True,
             )
-            return _wrapped(fs, made, joined, modes, True, mode)
+            return _wrapped(self, made, joined, modes, True, mode)
         held = None if flags & _CHANGING_FLAGS else _held_entry(self, self.open, path, dir_fd)
         if held is None:
             return original(self, path, flags, mode, dir_fd=dir_fd)
@@ -326,13 +324,15 @@ def _opening_held(original: Callable) -> Callable:
             return wrapper.filedes
         if kind != stat_module.S_IFREG or flags & directory_flag:
             return original(self, path, flags, mode, dir_fd=dir_fd)
-        if mode is None:
-            mode = 0o777 & ~self._umask()
         found.opened_as = joined
-        return _wrapped(fs, found, joined, reading, False, mode)
+        return _wrapped(self, found, joined, reading, False, mode)
 
-    def _wrapped(fs, file_object, joined: str, modes, writable: bool, mode: int) -> int:
-        """The descriptor of a raw binary wrapper of ``file_object``, as ``FakeFileOpen`` makes it; then ``chmod``."""
+    def _wrapped(fake_os, file_object, joined: str, modes, writable: bool, mode: int | None) -> int:
+        """The descriptor of a raw binary wrapper of ``file_object``, as ``FakeFileOpen`` makes it; then ``chmod``
+        to ``mode`` (by default 0777 less the umask, as pyfakefs's ``open`` has it)."""
+        fs = fake_os.filesystem
+        if mode is None:
+            mode = 0o777 & ~fake_os._umask()
         opened = FakeBinaryFileWrapper(
             file_object,
             joined,

@@ -127,8 +127,10 @@ class Injector:
     calls: list[Call] = attrs.field(factory=list)
     tripped: Call | None = None
     _fds: dict[int, str] = attrs.field(factory=dict)
-    paused: bool = False  # while true, calls are made as they come: not counted, observed or failed
-    _observed: tuple | None = None  # while ``observe`` runs: the call, the function and its arguments
+    # Bookkeeping, not parameters: while ``paused``, calls are made as they come (not counted, observed or
+    # failed); while ``observe`` runs, ``_observed`` holds the call, the function and its arguments.
+    paused: bool = attrs.field(default=False, init=False)
+    _observed: tuple | None = attrs.field(default=None, init=False, repr=False)
 
     def tear(self) -> bool:
         """While ``observe`` runs: make land what a power cut at the call observed lets land (half of a write's
