@@ -341,13 +341,15 @@ def main(argv: list[str] | None = None) -> int:
             code = exc.code if isinstance(exc.code, int) else EXIT_USAGE
             return _write_report("", None, code, _debug_requested(None, argv), json_logs)
         _configure_logging(args.log_format, args.verbose)
+        from . import logs
         from .errors import MigrateError
 
-        try:
-            doc, code = COMMANDS[args.command](args)
-        except MigrateError as exc:
-            return _report_error(exc, args, cause=exc if args.debug else None)
-        text = _render(doc, args.format)
+        with logs.warnings_as_records():  # a dependency's warning is a log record, never raw text on stderr
+            try:
+                doc, code = COMMANDS[args.command](args)
+            except MigrateError as exc:
+                return _report_error(exc, args, cause=exc if args.debug else None)
+            text = _render(doc, args.format)
     except KeyboardInterrupt as exc:
         error = _error("interrupted", "interrupted", "run status to see the node's state")
         cause = exc if _debug_requested(args, argv) else None

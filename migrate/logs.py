@@ -14,11 +14,17 @@ keeps it silent until the caller configures logging (``logging.basicConfig``,
 or structlog's standard-library integration).  Nothing is ever written to
 stdout.  ``configure(level)`` with no ``setup`` hands records at or above
 ``level`` to structlog as its caller set it up.
+
+Within :func:`warnings_as_records` (the command line runs every command in
+it), a Python warning that the filters let through, a dependency's
+deprecation say, is a ``python_warning`` record like any other: JSON logs
+stay JSON lines, and nothing reaches stderr raw.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40  # the standard library's numbers, without importing logging
 
@@ -95,3 +101,29 @@ class Logger:
 
 def get_logger(name: str) -> Logger:
     return Logger(name)
+
+
+@contextlib.contextmanager
+def warnings_as_records() -> Iterator[None]:
+    """Show each Python warning as a ``python_warning`` record (level warning) instead of text on stderr.
+
+    Only how a warning is shown changes: the filters decide, as before,
+    whether it is shown at all, once, or raised as an error.  The record
+    names the warning's class, its message and where it was raised, never
+    the source line.
+    """
+    import warnings
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        _warnings.warning("python_warning", category=category.__name__, message=str(message), origin=f"{filename}:{lineno}")
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
+_warnings = Logger("py.warnings")  # the standard library's name for them (logging.captureWarnings)

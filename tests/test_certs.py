@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import ast
 import base64
+import functools
+import sys
+import warnings
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import attrs
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from support import DSA_ON_PURPOSE
 
 from migrate import certs, pem, policy
 from migrate.certs import (
@@ -87,6 +94,45 @@ def _armour(label: str, der: bytes) -> bytes:
 
 def _spki(key) -> bytes:
     return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _dsa():
+    """cryptography's DSA module, for a test that makes a DSA key on purpose (marked DSA_ON_PURPOSE)."""
+    from cryptography.hazmat.primitives.asymmetric import dsa
+
+    return dsa
+
+
+@attrs.frozen
+class DsaMaterial:
+    """One DSA key in each format a node may hold it in, its certificate, and its public half as cryptography encodes it."""
+
+    pkcs8: bytes
+    traditional: bytes
+    cert: bytes
+    spki: bytes
+    other_pkcs8: bytes  # another DSA key, same parameters
+    openssh: bytes  # a key of its own: OpenSSH's DSA keys have 1024 bits
+    openssh_spki: bytes
+
+
+@functools.cache
+def _dsa_material() -> DsaMaterial:
+    """Made with cryptography, with its DSA deprecation silenced here only: what is tested is loading it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "(SSH )?DSA", CryptographyDeprecationWarning)
+        key = _dsa().generate_private_key(2048)
+        other = key.parameters().generate_private_key()
+        ssh = _dsa().generate_private_key(1024)
+        return DsaMaterial(
+            pkcs8=_key_pem(key),
+            traditional=_key_pem(key, TRADITIONAL),
+            cert=_pem(_cert("dsa.example.com", key)),
+            spki=_spki(key),
+            other_pkcs8=_key_pem(other),
+            openssh=_key_pem(ssh, OPENSSH),
+            openssh_spki=_spki(ssh),
+        )
 
 
 def _error_id(call, *args) -> str:
@@ -481,11 +527,12 @@ class TestLoadPrivateKey:
             (lambda: ec.generate_private_key(ec.SECP521R1()), PKCS8, "PRIVATE KEY", ("ec", 521, "secp521r1", "pkcs8")),
             (lambda: ed25519.Ed25519PrivateKey.generate(), PKCS8, "PRIVATE KEY", ("ed25519", 256, None, "pkcs8")),
             (lambda: ed448.Ed448PrivateKey.generate(), PKCS8, "PRIVATE KEY", ("ed448", 456, None, "pkcs8")),
-            (
-                lambda: dsa.generate_private_key(1024),
+            pytest.param(
+                lambda: _dsa().generate_private_key(1024),
                 TRADITIONAL,
                 "DSA PRIVATE KEY",
                 ("dsa", 1024, None, "openssl-dsa"),
+                marks=DSA_ON_PURPOSE,
             ),
             (
                 lambda: ed25519.Ed25519PrivateKey.generate(),
@@ -545,7 +592,7 @@ class TestLoadPrivateKey:
         ("make", "fmt", "algorithm"),
         [
             (ed25519.Ed25519PrivateKey.generate, PKCS8, "ed25519"),
-            (lambda: dsa.generate_private_key(2048), TRADITIONAL, "dsa"),
+            pytest.param(lambda: _dsa().generate_private_key(2048), TRADITIONAL, "dsa", marks=DSA_ON_PURPOSE),
         ],
         ids=["ed25519", "dsa"],
     )
@@ -676,6 +723,97 @@ class TestLoadBundle:
             "bad_cert": _armour("CERTIFICATE", b"\x30\x00"),
         }
         assert _error_id(load_bundle, b"".join(pieces[part] for part in parts)) == error
+
+
+class TestDsaWithoutCryptographysDsa:
+    """DSA keys and certificates are recognised from their DER, never loaded by cryptography's deprecated DSA API.
+
+    These tests run under the suite's warnings-as-errors: any DSA deprecation
+    warning from the product fails them.
+    """
+
+    @pytest.mark.parametrize(("field", "fmt"), [("pkcs8", "pkcs8"), ("traditional", "openssl-dsa"), ("openssh", "openssh")])
+    def test_each_format(self, field, fmt):
+        """A DSA key in PKCS#8, OpenSSL's own and OpenSSH form is a DSA key of its size, with cryptography's public half."""
+        material = _dsa_material()
+        info = load_private_key(getattr(material, field))
+        bits, spki = (1024, material.openssh_spki) if field == "openssh" else (2048, material.spki)
+        assert (info.algorithm, info.bits, info.curve, info.format) == ("dsa", bits, None, fmt)
+        assert info.public_key_der == spki
+        assert key_supported(info) is False
+
+    def test_certificate_and_key_match(self):
+        """A DSA certificate's public half is its own; its key matches it and another DSA key does not."""
+        material = _dsa_material()
+        (cert,) = load_certificates(material.cert)
+        assert cert.public_key_der == material.spki
+        assert key_matches(load_private_key(material.pkcs8), cert)
+        assert not key_matches(load_private_key(material.other_pkcs8), cert)
+
+    def test_bundle(self):
+        """A DSA SSH bundle (key + certificate) loads with its key matching the certificate."""
+        material = _dsa_material()
+        key, (cert,) = load_bundle(material.traditional + material.cert)
+        assert key.algorithm == "dsa" and key_matches(key, cert)
+
+    def test_works_without_cryptographys_dsa_module(self, monkeypatch):
+        """With cryptography's DSA module gone (as a release that drops DSA would have it), a DSA key still loads."""
+        monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.asymmetric.dsa", None)
+        material = _dsa_material()
+        assert load_private_key(material.pkcs8).algorithm == "dsa"
+        assert load_private_key(material.openssh).algorithm == "dsa"
+
+    def test_no_module_imports_dsa(self):
+        """No module of the engine imports cryptography's DSA module; the test kit only in the one function that makes a DSA key."""
+        package = Path(certs.__file__).parent
+        found = []
+        for path in sorted(package.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.ImportFrom):
+                    names = [f"{node.module}.{alias.name}" for alias in node.names]
+                elif isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                if any(name.endswith("asymmetric.dsa") for name in names):
+                    found.append(str(path.relative_to(package)))
+        assert found == ["testing/pki.py"]
+        assert Path(package, "testing/pki.py").read_text().count("asymmetric import dsa") == 1
+
+    @pytest.mark.parametrize("label", ["DSA PRIVATE KEY", "PRIVATE KEY"])
+    def test_huge_numbers_are_refused_before_any_arithmetic(self, label):
+        """A DSA key whose numbers have 40,000 bits is key-unparsable (its one exponentiation would take hours)."""
+
+        def tlv(tag: int, body: bytes) -> bytes:
+            return bytes([tag, 0x82]) + len(body).to_bytes(2, "big") + body  # long form, two length bytes
+
+        def integer(n: int) -> bytes:
+            return tlv(0x02, n.to_bytes(n.bit_length() // 8 + 1, "big"))
+
+        huge = (1 << 40_000) - 1
+        ints = integer(huge) + integer(huge - 2) + integer(3)
+        if label == "DSA PRIVATE KEY":
+            der = tlv(0x30, integer(0) + ints + integer(5) + integer(huge - 4))
+        else:
+            dsa_oid = bytes.fromhex("06072a8648ce380401")  # 1.2.840.10040.4.1
+            der = tlv(0x30, integer(0) + tlv(0x30, dsa_oid + tlv(0x30, ints)) + tlv(0x04, integer(huge - 4)))
+        assert _error_id(load_private_key, _armour(label, der)) == "key-unparsable"
+
+    @pytest.mark.parametrize("field", ["pkcs8", "traditional", "openssh"])
+    def test_every_truncation_is_refused_cleanly(self, field):
+        """Every cut of a DSA key's DER, and every byte flipped in its first 64, is a CertError, never another exception."""
+        [block] = pem_blocks(getattr(_dsa_material(), field))
+        der = block.der
+        cuts = [der[:n] for n in range(0, len(der), 7)]
+        flips = [der[:n] + bytes([der[n] ^ 0xFF]) + der[n + 1 :] for n in range(min(64, len(der)))]
+        refused = 0
+        for variant in cuts + flips:
+            try:
+                info = load_private_key(_armour(block.label, variant))
+            except CertError:
+                refused += 1
+            else:  # a flip inside a number or a padding byte can leave a well-formed key: never a supported one
+                assert info.algorithm == "dsa" and not key_supported(info)
+        assert refused >= len(cuts) - 1  # every cut but the whole key
 
 
 class TestKeyMatches:

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from support import DSA_ON_PURPOSE
 
 from migrate import policy
 from migrate.testing import factory
@@ -124,19 +125,23 @@ class TestIssue:
             ("ed25519", ed25519.Ed25519PrivateKey),
             ("rsa2048", rsa.RSAPrivateKey),
             ("rsa4096", rsa.RSAPrivateKey),
-            ("dsa2048", dsa.DSAPrivateKey),
+            pytest.param("dsa2048", "DSAPrivateKey", marks=DSA_ON_PURPOSE),
         ],
     )
     def test_key_types(self, ca, key_type, cls):
         """Each key type gives a key of that type whose PKCS#8 PEM matches the certificate."""
         ident = issue(ca, "n.example.com", key_type=key_type)
         key = serialization.load_pem_private_key(ident.key_pem(), None)
+        if isinstance(cls, str):  # DSA's classes: named here, looked up under the test's warning filter
+            from cryptography.hazmat.primitives.asymmetric import dsa
+
+            cls = getattr(dsa, cls)
         assert isinstance(key, cls)
         assert _pub(key) == _pub(ident.certificate)
         if key_type.startswith("rsa"):
             assert key.key_size == int(key_type[3:])
 
-    @pytest.mark.parametrize("ca_type", ["rsa2048", "ec384", "ed25519", "dsa2048"])
+    @pytest.mark.parametrize("ca_type", ["rsa2048", "ec384", "ed25519", pytest.param("dsa2048", marks=DSA_ON_PURPOSE)])
     def test_ca_key_types_sign(self, ca_type):
         """A CA of each signing key type issues leaves and CRLs that verify."""
         other = make_ca("Other CA", key_type=ca_type)

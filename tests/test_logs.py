@@ -7,10 +7,11 @@ import logging
 import subprocess
 import sys
 
+import pytest
 import structlog.testing
 
 from migrate import logs
-from migrate.testing.factory import NodeSpec, build_node
+from migrate.testing.factory import NodeSpec, build_node, issue, make_ca
 
 PROBE = """
 import contextlib, io, json, sys
@@ -109,3 +110,75 @@ class TestLibrary:
         assert (node / "persistent" / "certs" / "client.pem").read_bytes() == (
             node / "persistent" / "certs" / "server.pem"
         ).read_bytes()
+
+
+WARNING_PROBE = """
+import sys, warnings
+from migrate import commands
+from migrate.cli import main
+
+class LibraryWarning(UserWarning):
+    pass
+
+planned = commands.plan
+
+def plan(*args, **kwargs):  # a dependency that warns in the middle of a command
+    warnings.warn("this API is going away", LibraryWarning)
+    return planned(*args, **kwargs)
+
+commands.plan = plan
+code = main(sys.argv[1:])
+assert warnings.showwarning is warnings._showwarning_orig, "main left its hook behind"
+sys.exit(code)
+"""
+
+
+def _json_lines(stderr: str) -> list[dict]:
+    """Every line of ``stderr`` as a JSON object (a line that is not one fails the test)."""
+    return [json.loads(line) for line in stderr.splitlines()]
+
+
+class TestWarnings:
+    @pytest.mark.parametrize("fmt", ["json", "console"])
+    def test_a_dependencys_warning_is_a_log_record(self, tmp_path, fmt):
+        """A warning raised during a command is a python_warning record on stderr, never Python's raw two lines."""
+        node = build_node(tmp_path / "node", NodeSpec())
+        argv = [sys.executable, "-c", WARNING_PROBE, "precheck", str(node), "--log-format", fmt]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert "LibraryWarning: this API" not in result.stderr and "warnings.warn(" not in result.stderr
+        if fmt == "json":
+            [record] = _json_lines(result.stderr)
+            assert record["event"] == "python_warning" and record["level"] == "warning"
+            assert (record["category"], record["message"]) == ("LibraryWarning", "this API is going away")
+            assert record["origin"].endswith(":12")  # the line of the probe that warned
+        else:
+            [line] = result.stderr.splitlines()
+            assert "python_warning" in line and "LibraryWarning" in line
+
+    def test_the_filters_still_decide(self, tmp_path):
+        """An error filter (python -W error) still makes the warning an error: one line, internal-error, exit 1."""
+        node = build_node(tmp_path / "node", NodeSpec())
+        argv = [sys.executable, "-W", "error::UserWarning", "-c", WARNING_PROBE, "precheck", str(node)]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1
+        assert result.stderr.startswith("error[internal-error]: LibraryWarning: this API is going away")
+        assert "Traceback" not in result.stderr
+
+    @pytest.mark.parametrize("key_type", ["dsa2048", "ed25519"])
+    @pytest.mark.parametrize("command", ["precheck", "plan", "apply", "rehearse"])
+    def test_unsupported_keys_log_json_lines_only(self, tmp_path, key_type, command):
+        """A DSA or Ed25519 node, refused with -vv --log-format json: every stderr line is JSON, none a warning.
+
+        Run as a user runs it (a new interpreter, Python's default warning
+        filters) on whatever cryptography is installed: the newest releases'
+        job runs it on the newest, which deprecates DSA.
+        """
+        identity = issue(make_ca("Example Internal CA"), "core.example.com", key_type=key_type)
+        node = build_node(tmp_path / "node", NodeSpec(identity=identity))
+        argv = [sys.executable, "-m", "migrate", command, str(node), "-vv", "--log-format", "json", "--format", "json"]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1, result.stderr
+        records = _json_lines(result.stderr)
+        assert [r for r in records if r["event"] == "python_warning"] == []
+        assert "key-unsupported" in result.stdout
