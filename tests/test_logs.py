@@ -182,3 +182,51 @@ class TestWarnings:
         records = _json_lines(result.stderr)
         assert [r for r in records if r["event"] == "python_warning"] == []
         assert "key-unsupported" in result.stdout
+
+    def test_every_command_logs_json_lines_only(self, tmp_path):
+        """The whole cycle, assess, csr, install-client, rehearse, the fleet and sample, each run as a user runs it
+        (a new interpreter, Python's default filters) with -vv --log-format json: every stderr line is a JSON
+        record, and none is a warning.  The newest releases' job runs it on the newest of everything."""
+        from install_support import cas, condition2
+        from support import plant
+
+        from migrate.testing.pki import sign_csr
+
+        base = tmp_path
+        core, edge = str(base / "x154" / "core"), str(base / "x154" / "edge")
+        private = cas()[1]  # one private CA for the pair: their links verify
+        for role, root in (("core", core), ("edge", edge)):
+            build_node(root, NodeSpec(role=role, identity=issue(private, f"{role}.example.com"), chown=True))
+        core5, edge5 = str(base / "x155" / "core"), str(base / "x155" / "edge")
+        plant(condition2("core"), core5)
+        plant(condition2("edge"), edge5)
+        (base / "public.pem").write_bytes(cas()[0].cert_pem)
+
+        def run(*argv: str) -> subprocess.CompletedProcess:
+            command = [sys.executable, "-m", "migrate", *argv, "-vv", "--log-format", "json"]
+            result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=base)
+            records = _json_lines(result.stderr)  # fails on any line that is not JSON
+            assert [r for r in records if r["event"] == "python_warning"] == [], argv
+            return result
+
+        steps = [  # each with its exit code
+            (0, "assess", "--core", core, "--edge", edge),
+            (0, "precheck", core),
+            (0, "plan", core, "--out", str(base / "core-plan.json")),
+            (0, "apply", core, "--plan", str(base / "core-plan.json")),
+            (0, "verify", core),
+            (0, "status", core),
+            (0, "rollback", core),
+            (0, "rehearse", edge),
+            (0, "precheck", "--fleet", str(base / "x154"), "--jobs", "2"),
+            (0, "sample", str(base / "nodes")),
+            (1, "assess", "--core", core5, "--edge", edge5, "--public-ca", str(base / "public.pem")),  # condition 2 fails
+            (0, "csr", core5, "--new-key", "ec:p256", "--out", str(base / "core.csr")),
+        ]
+        for code, *step in steps:
+            result = run(*step)
+            assert result.returncode == code, (step, result.stdout[-2000:], result.stderr[-2000:])
+        (base / "core.crt").write_bytes(sign_csr(cas()[1], (base / "core.csr").read_bytes()))
+        installed = run("install-client", core5, "--cert", str(base / "core.crt"), "--key", str(base / "core.key"), "--peer", edge5)
+        assert installed.returncode == 0, installed.stderr
+        assert run("rollback", core5).returncode == 0
