@@ -99,15 +99,10 @@ def _plan(args) -> tuple[dict, int]:
 
 
 def _write_user_file(path: str, data: bytes) -> None:
-    from .errors import MigrateError
+    from . import outputs
 
-    try:
-        with open(path, "wb") as out:
-            out.write(data)
-    except OSError as exc:
-        raise MigrateError(
-            f"cannot write {path}: {exc.strerror}", id="output-unwritable", hint="choose another --out path"
-        ) from None
+    hint = "choose another --out, or move the file away: a plan is never written over a file"
+    outputs.write_new(path, data, 0o644, hint_exists=hint)
 
 
 def _apply(args) -> tuple[dict, int]:

@@ -7,20 +7,20 @@ and a key usage that matches the key (:data:`migrate.policy.CSR_KEY_USAGE`).
 
 The key is new by default (``rsa:4096`` or ``ec:p256``), written next to the
 request before it, created exclusively (``O_CREAT|O_EXCL|O_NOFOLLOW``) with
-mode 0400: never over an existing file, never printed, never logged.
+mode 0400, in a directory held open and checked first (:mod:`migrate.outputs`:
+another account must not be able to swap it): never over an existing file,
+never printed, never logged.
 ``--reuse-key`` signs with the node's ``privkey.pem`` instead, read only.
 The node is read under its shared lock and never written.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import shlex
 
 import attrs
 
-from . import certs, facts, logs, policy
+from . import certs, facts, logs, outputs, policy
 from .errors import CertError, MigrateError
 from .journal import reading
 from .model import Layout
@@ -28,6 +28,8 @@ from .pem import armour
 from .scan import scan
 
 log = logs.get_logger(__name__)
+
+_EXISTS_HINT = "choose another --out (the key goes next to it, with the suffix .key), or move the file away"
 
 
 @attrs.frozen
@@ -155,47 +157,49 @@ def request(
     common = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     out = out or _default_out(str(common[0].value) if common else "")
     key_out = None if reuse_key else key_path_for(out)
-    for path in (out, key_out):
-        if path is not None and os.path.lexists(path):
-            raise MigrateError(
-                f"{path} exists: csr never writes over a file",
-                id="output-exists",
-                path=path,
-                hint="choose another --out (the key goes next to it, with the suffix .key), or move the file away",
+    where, name = outputs.split(out)
+    with outputs.directory(where) as held:  # checked before a key is made; both files are created in it
+        key_entry = None if key_out is None else os.path.basename(key_out)
+        for entry in (name, key_entry):
+            if entry is not None and _exists(entry, held.fd):
+                raise MigrateError(
+                    f"{os.path.join(where, entry)} exists: csr never writes over a file",
+                    id="output-exists",
+                    path=os.path.join(where, entry),
+                    hint=_EXISTS_HINT,
+                )
+        if reuse_key:
+            key, key_type = _node_key(files[key_name].data, files[key_name].path)
+        else:
+            key, key_type = _new_key(new_key), new_key
+        algorithm = "rsa" if isinstance(key, rsa.RSAPrivateKey) else "ec"
+        digest = (
+            hashes.SHA384()
+            if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384
+            else hashes.SHA256()
+        )
+        usage = _key_usage(algorithm)
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(leaf.subject)
+            .add_extension(x509.SubjectAlternativeName(san), critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
             )
-    if reuse_key:
-        key, key_type = _node_key(files[key_name].data, files[key_name].path)
-    else:
-        key, key_type = _new_key(new_key), new_key
-    algorithm = "rsa" if isinstance(key, rsa.RSAPrivateKey) else "ec"
-    digest = (
-        hashes.SHA384()
-        if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384
-        else hashes.SHA256()
-    )
-    usage = _key_usage(algorithm)
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(leaf.subject)
-        .add_extension(x509.SubjectAlternativeName(san), critical=False)
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+            .add_extension(usage, critical=True)
+            .sign(key, digest)
         )
-        .add_extension(usage, critical=True)
-        .sign(key, digest)
-    )
-    if key_out is not None:
-        pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        _write_new(key_out, pem, policy.CSR_KEY_MODE)
-    try:
-        _write_new(out, csr.public_bytes(serialization.Encoding.PEM), policy.CSR_FILE_MODE)
-    except MigrateError:
-        if key_out is not None:  # a key without its request is of no use: never leave it behind
-            with contextlib.suppress(OSError):
-                os.unlink(key_out)
-        raise
+        try:
+            if key_entry is not None:  # the key first: a request without its key is of no use
+                pem = key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+                held.create(key_entry, pem, policy.CSR_KEY_MODE, hint_exists=_EXISTS_HINT)
+            held.create(name, csr.public_bytes(serialization.Encoding.PEM), policy.CSR_FILE_MODE, hint_exists=_EXISTS_HINT)
+        except MigrateError:
+            held.discard()  # never a key left behind without its request
+            raise
     names = tuple(str(getattr(n, "value", n)) for n in san)
     import hashlib
 
@@ -213,36 +217,12 @@ def request(
     )
 
 
-def _write_new(path: str, data: bytes, mode: int) -> None:
-    """Create ``path`` exclusively with ``mode`` (never over anything, never through a link) and write ``data``."""
+def _exists(name: str, dir_fd: int) -> bool:
+    """Whether any entry (a link included) stands at ``name`` in the held directory."""
     import os
 
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags, mode)
-    except OSError as exc:
-        exists = exc.errno in (errno.EEXIST, errno.ELOOP)
-        raise MigrateError(
-            f"cannot create {path}: {os.strerror(exc.errno or errno.EIO)}",
-            id="output-exists" if exists else "output-unwritable",
-            path=path,
-            hint="choose another --out (csr never writes over a file)" if exists else "choose a writable --out",
-        ) from None
-    try:
-        os.fchmod(fd, mode)  # the umask may have narrowed it; never widened beyond ``mode``
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except OSError as exc:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise MigrateError(
-            f"cannot write {path}: {os.strerror(exc.errno or errno.EIO)}",
-            id="output-unwritable",
-            path=path,
-            hint="choose a writable --out with free space",
-        ) from None
-    os.close(fd)
-    log.info("file_created", path=path, mode=f"{mode:04o}")
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True

@@ -638,3 +638,111 @@ class TestJournalSize:
         assert code == 0, err
         assert read_tree(root)[CONFIG].data == tree[CONFIG].data
         assert diff_trees(tree, read_tree(root)) == []
+
+
+# --- Round two: the files written for the operator ----------------------------------
+
+
+def _shared(base: Path, case: str) -> Path:
+    """A directory for the operator's files that the other user can change, in one of the ways it can."""
+    shared = base / "shared"
+    shared.mkdir()
+    if case == "owned-by-other":
+        os.chmod(shared, 0o755)
+        os.chown(shared, OTHER, OTHER)
+    elif case == "group-writable":
+        os.chmod(shared, 0o775)
+        os.chown(shared, 0, OTHER)
+    elif case == "sticky-world-writable":  # /tmp's shape
+        os.chmod(shared, 0o1777)
+    elif case == "acl-grants-write":
+        os.chmod(shared, 0o755)
+        subprocess.run(["setfacl", "-m", f"u:{OTHER}:rwx", str(shared)], check=True)
+    return shared
+
+
+UNSAFE_DIRECTORIES = ["owned-by-other", "group-writable", "sticky-world-writable", "acl-grants-write"]
+
+
+def _node_and_victim(base: Path) -> tuple[Path, Tree, Path, Tree]:
+    root = base / "node"
+    tree = support.scenario(SCENARIO)
+    support.plant(tree, root)
+    victim = make_victim(base)
+    return root, tree, victim, read_tree(victim)
+
+
+class TestOperatorOutputs:
+    @pytest.mark.parametrize("case", UNSAFE_DIRECTORIES)
+    @pytest.mark.parametrize("command", ["plan", "csr"])
+    def test_a_directory_another_user_can_change_is_refused(self, base, cli, case, command):
+        """plan --out and csr --out in a directory the other user can change: output-directory-unsafe, and its planted
+        link to a root-only file is never written through: nothing is created, the victim keeps its bytes."""
+        root, tree, victim, victim_before = _node_and_victim(base)
+        shared = _shared(base, case)
+        names = ("plan.json",) if command == "plan" else ("core.csr", "core.key")
+        for name in names:  # the other user points each name the tool will create at the victim
+            assert as_other_user(lambda name=name: os.symlink(victim / "file", shared / name)) == 0
+        before = read_tree(shared)
+        code, _, err = cli(command, root, "--out", shared / names[0])
+        assert code == 1 and error_ids(err) == ["output-directory-unsafe"], err
+        assert str(shared) in err
+        assert read_tree(victim) == victim_before and read_tree(shared) == before
+        assert diff_trees(tree, read_tree(root)) == []
+
+    def test_csr_refuses_the_stores_own_generated_csr(self, base, cli):
+        """The store's CSR work area is _nobody's: csr --out there is refused, and no key lands where _nobody can swap it."""
+        root, tree, _, _ = _node_and_victim(base)
+        area = root / CERTS / "generated_csr"
+        assert os.stat(area).st_uid == OTHER
+        code, _, err = cli("csr", root, "--out", area / "core.csr")
+        assert code == 1 and error_ids(err) == ["output-directory-unsafe"], err
+        assert diff_trees(tree, read_tree(root)) == []
+
+    @pytest.mark.parametrize("kind", ["link", "fifo", "file"])
+    @pytest.mark.parametrize("command", ["plan", "csr"])
+    def test_an_entry_at_the_name_is_never_written_over_or_through(self, base, cli, kind, command):
+        """In a safe directory, a link, a FIFO or a file already at the name: output-exists at once (no hang on the
+        FIFO), the entry as it was, the victim unchanged, and csr leaves no key behind."""
+        root, tree, victim, victim_before = _node_and_victim(base)
+        out = base / "out"
+        out.mkdir(mode=0o700)
+        name = "plan.json" if command == "plan" else "core.key"  # csr: the key's name is taken, the request's free
+        if kind == "link":
+            os.symlink(victim / "file", out / name)
+        elif kind == "fifo":
+            os.mkfifo(out / name)
+        else:
+            (out / name).write_bytes(b"the operator's own file\n")
+        before = read_tree(out)
+        target = out / ("plan.json" if command == "plan" else "core.csr")
+        code, _, err = cli(command, root, "--out", target)
+        assert code == 1 and error_ids(err) == ["output-exists"], err
+        assert read_tree(out) == before and read_tree(victim) == victim_before
+        assert diff_trees(tree, read_tree(root)) == []
+
+    @pytest.mark.parametrize("command", ["plan", "csr"])
+    def test_the_directory_swapped_after_its_check_is_still_the_one_written_in(self, base, cli, monkeypatch, command):
+        """The output directory renamed aside and replaced by a link to the victim right after it was checked: the
+        files land in the directory that was checked (held open), none in the victim."""
+        from migrate import outputs
+
+        root, _, victim, victim_before = _node_and_victim(base)
+        out = base / "out"
+        out.mkdir(mode=0o700)
+        checked = outputs.directory_problem
+
+        def check_then_swap(fd, euid):
+            problem = checked(fd, euid)
+            os.rename(out, base / "aside")
+            os.symlink(victim, out)
+            return problem
+
+        monkeypatch.setattr(outputs, "directory_problem", check_then_swap)
+        names = ["plan.json"] if command == "plan" else ["core.csr", "core.key"]
+        code, _, err = cli(command, root, "--out", out / names[0])
+        assert code == 0, err
+        assert sorted(os.listdir(base / "aside")) == sorted(names)
+        assert read_tree(victim) == victim_before
+        if command == "csr":
+            assert stat.S_IMODE(os.stat(base / "aside" / "core.key").st_mode) == 0o400
