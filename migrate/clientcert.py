@@ -28,12 +28,25 @@ from .pem import armour, pem_blocks
 from .scan import read_capped, scan
 
 
-def read_input(path: str, what: str) -> bytes:
-    """The bytes of a file the administrator named (``--cert`` and the rest); ``install-input-unreadable`` otherwise."""
+def read_input(path: str, what: str, *, private: bool = False) -> bytes:
+    """The bytes of a file the administrator named (``--cert`` and the rest); ``install-input-unreadable`` otherwise.
+
+    Read once, with a cap, never from a FIFO or device.  A ``private`` file
+    (``--key``) must also be no link and, as read, a regular file owned by root
+    (or the invoking user) that no other account can read or write, by its
+    mode or its ACL: else ``install-key-unsafe``.  Another account that could
+    replace or read the key would hold the node's client identity.
+    """
     import os
     from pathlib import Path
 
-    state = read_capped(Path(os.path.realpath(path)), policy.MAX_PEM_BYTES, path)
+    if private and os.path.islink(path):
+        raise _key_unsafe(path, "a symbolic link")
+    state = read_capped(Path(os.path.realpath(path)), policy.MAX_PEM_BYTES, path, with_acl=private)
+    if private and state.data is not None:
+        problem = _private_file_problem(state, os.geteuid())
+        if problem is not None:
+            raise _key_unsafe(path, problem)
     if state.data is None:
         why = state.error or {"missing": "no such file", "too-large": f"over {policy.MAX_PEM_BYTES} bytes"}.get(
             state.kind, f"a {state.kind}, not a regular file"
@@ -45,6 +58,34 @@ def read_input(path: str, what: str) -> bytes:
             hint=f"pass a readable PEM file as the {what}",
         )
     return state.data
+
+
+def _private_file_problem(state, euid: int) -> str | None:
+    """Why a key file, as read, is not the invoking administrator's alone; None when it is."""
+    from .acl import USER
+    if state.uid not in (0, euid):
+        return f"owned by uid {state.uid}, not by root"
+    if state.mode is not None and state.mode & 0o077:
+        return f"readable or writable by others (mode {state.mode:04o})"
+    if state.acl is not None:
+        if state.acl.error is not None:
+            return f"under an ACL that cannot be read ({state.acl.error})"
+        mask = state.acl.mask if state.acl.mask is not None else 0o7
+        others = [e for e in state.acl.entries if e.named and e.perm & mask and not (e.tag == USER and e.id in (0, euid))]
+        named = [e.who for e in others]
+        if named:
+            return f"readable or writable by {', '.join(named)} through its ACL"
+    return None
+
+
+def _key_unsafe(path: str, problem: str) -> MigrateError:
+    return MigrateError(
+        f"the private key {path} is {problem}: another account could have put it there, or can read it",
+        id="install-key-unsafe",
+        path=path,
+        hint="keep the key in a regular file of root's that no one else can read or write "
+        "(chown root FILE; chmod 0400 FILE; setfacl -b FILE), and pass that file itself, not a link",
+    )
 
 
 def names_of(cert: CertInfo) -> tuple[str, ...]:
@@ -153,7 +194,7 @@ def read_candidate(analysis: Analysis, request: InstallRequest, *, peer: Layout 
         if request.chain is not None:
             chain_given += _parsed(certs.load_ca_bundle, read_input(request.chain, "chain"), request.chain)
         if request.key is not None:
-            key_path, key_data = request.key, read_input(request.key, "private key")
+            key_path, key_data = request.key, read_input(request.key, "private key", private=True)
         else:  # a request made with --reuse-key: the node's own key
             key_path, key_data = files[key_name].path, files[key_name].data or b""
         key_info = _parsed(certs.load_private_key, key_data, key_path)

@@ -64,6 +64,8 @@ def write_inputs(where: str, cert: bytes, key: bytes | None = None, chain: bytes
             paths[name] = f"{where}/{name}"
             with open(paths[name], "wb") as out:
                 out.write(data)
+            if name == "key.pem":  # an administrator's key is theirs alone (install-key-unsafe otherwise)
+                os.chmod(paths[name], 0o600)
     return InstallRequest(cert=paths["cert.pem"], key=paths.get("key.pem"), chain=paths.get("chain.pem"))
 
 

@@ -746,3 +746,82 @@ class TestOperatorOutputs:
         assert read_tree(victim) == victim_before
         if command == "csr":
             assert stat.S_IMODE(os.stat(base / "aside" / "core.key").st_mode) == 0o400
+
+
+def _x155_core(base: Path) -> tuple[Path, Tree]:
+    from install_support import condition2
+
+    root = base / "core"
+    tree = condition2("core")
+    support.plant(tree, root)
+    return root, tree
+
+
+def _client_identity():
+    from install_support import core_client
+
+    return core_client()
+
+
+class TestOperatorKeys:
+    @pytest.mark.parametrize(
+        "case", ["other-users-key", "world-readable", "group-readable", "acl-reader", "link-to-roots-key"]
+    )
+    def test_a_key_another_user_could_have_put_or_can_read_is_refused(self, base, cli, case):
+        """install-client --key naming a key the other user owns, can read (mode or ACL), or a link to one of root's:
+        install-key-unsafe, and the client store is untouched."""
+        root, tree = _x155_core(base)
+        ident = _client_identity()
+        work = base / "work"
+        work.mkdir(mode=0o700)
+        (work / "core.crt").write_bytes(ident.cert_pem)
+        key = work / "core.key"
+        if case == "link-to-roots-key":
+            real = work / "real.key"
+            real.write_bytes(ident.key_pem())
+            os.chmod(real, 0o400)
+            os.symlink(real, key)
+        else:
+            key.write_bytes(ident.key_pem())
+            os.chmod(key, {"world-readable": 0o644, "group-readable": 0o640}.get(case, 0o600))
+            if case == "other-users-key":  # _nobody swapped in a key of its own, which it knows
+                os.chown(key, OTHER, OTHER)
+            elif case == "acl-reader":
+                subprocess.run(["setfacl", "-m", f"u:{OTHER}:r", str(key)], check=True)
+        code, _, err = cli("install-client", root, "--cert", work / "core.crt", "--key", key)
+        assert code == 1 and error_ids(err) == ["install-key-unsafe"], err
+        assert diff_trees(tree, read_tree(root)) == []
+
+    def test_the_swap_in_generated_csr_is_refused(self, base, cli):
+        """The CSR work area's attack end to end: _nobody replaces the key there with its own (a key it knows, world
+        readable): install-client refuses it, and the node's client identity stays the one it had."""
+        root, tree = _x155_core(base)
+        area = root / CERTS / "generated_csr"
+        ident = _client_identity()
+        assert as_other_user(lambda: (area / "core.key").write_bytes(ident.key_pem())) == 0
+        assert as_other_user(lambda: (area / "core.crt").write_bytes(ident.cert_pem)) == 0
+        before = read_tree(root)
+        code, _, err = cli("install-client", root, "--cert", area / "core.crt", "--key", area / "core.key")
+        assert code == 1 and error_ids(err) == ["install-key-unsafe"], err
+        assert diff_trees(before, read_tree(root)) == []
+
+    @pytest.mark.parametrize("which", ["--cert", "--key", "--chain"])
+    def test_a_fifo_for_any_input_never_hangs(self, base, cli, which):
+        """A FIFO named as the certificate, key or chain is refused at once (install-input-unreadable), never opened."""
+        root, tree = _x155_core(base)
+        ident = _client_identity()
+        work = base / "work"
+        work.mkdir(mode=0o700)
+        files = {"--cert": work / "core.crt", "--key": work / "core.key", "--chain": work / "chain.pem"}
+        files["--cert"].write_bytes(ident.cert_pem)
+        files["--key"].write_bytes(ident.key_pem())
+        os.chmod(files["--key"], 0o400)
+        files["--chain"].write_bytes(ident.ca.cert_pem)
+        files[which].unlink()
+        os.mkfifo(files[which], 0o600)
+        argv = [sys.executable, "-m", "migrate", "install-client", str(root)]
+        for flag, path in files.items():
+            argv += [flag, str(path)]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60)  # a hang fails here
+        assert result.returncode == 1 and error_ids(result.stderr) == ["install-input-unreadable"], result.stderr
+        assert diff_trees(tree, read_tree(root)) == []

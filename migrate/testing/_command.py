@@ -73,7 +73,10 @@ def read_install_files(paths: list[str]) -> tuple[bytes, ...]:
         return ()
     from ..clientcert import read_input
 
-    return tuple(read_input(path, what) for path, what in zip(paths, INSTALL_FILE_ROLES, strict=False))
+    return tuple(
+        read_input(path, what, private=what == "private key")
+        for path, what in zip(paths, INSTALL_FILE_ROLES, strict=False)
+    )
 
 
 def read_node_tree(node: str) -> tuple[dict, str]:

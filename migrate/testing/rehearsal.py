@@ -158,6 +158,7 @@ def _write_install_files(files: tuple[bytes, ...], root: str):
         paths.append(posixpath.join(where, name))
         with open(paths[-1], "wb") as out:
             out.write(data)
+        os.chmod(paths[-1], 0o600 if name == INSTALL_FILES[1] else 0o644)  # the key root's alone, as install-client wants
     cert, key, chain = (*paths, None, None)[:3]
     return InstallRequest(cert=cert, key=key, chain=chain)
 
