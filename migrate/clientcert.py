@@ -40,9 +40,13 @@ def read_input(path: str, what: str, *, private: bool = False) -> bytes:
     import os
     from pathlib import Path
 
-    if private and os.path.islink(path):
-        raise _key_unsafe(path, "a symbolic link")
-    state = read_capped(Path(os.path.realpath(path)), policy.MAX_PEM_BYTES, path, with_acl=private)
+    if private:  # the links of the directories' path are followed; the file's own name is opened O_NOFOLLOW
+        where, name = os.path.split(path)
+        state = read_capped(Path(os.path.realpath(where or "."), name), policy.MAX_PEM_BYTES, path, with_acl=True)
+        if state.kind == "symlink":
+            raise _key_unsafe(path, "a symbolic link")
+    else:
+        state = read_capped(Path(os.path.realpath(path)), policy.MAX_PEM_BYTES, path)
     if private and state.data is not None:
         problem = _private_file_problem(state, os.geteuid())
         if problem is not None:
@@ -63,8 +67,9 @@ def read_input(path: str, what: str, *, private: bool = False) -> bytes:
 def _private_file_problem(state, euid: int) -> str | None:
     """Why a key file, as read, is not the invoking administrator's alone; None when it is."""
     from .acl import USER
+
     if state.uid not in (0, euid):
-        return f"owned by uid {state.uid}, not by root"
+        return f"owned by uid {state.uid}, not by root (nor by the user running the tool)"
     if state.mode is not None and state.mode & 0o077:
         return f"readable or writable by others (mode {state.mode:04o})"
     if state.acl is not None:
