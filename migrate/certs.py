@@ -105,12 +105,9 @@ def _spki(public_key) -> bytes:
 
 def _cert_spki(cert: x509.Certificate, der: bytes) -> bytes:
     """The SubjectPublicKeyInfo of a certificate: its own bytes for DSA, cryptography's re-encoding for the rest."""
-    try:
-        raw = _tbs_spki(der)
-        dsa = _sequence(_sequence(raw)[0][1])[0][1] == _der(_OID, _DSA_OID)
-    except (ValueError, IndexError):
-        raw, dsa = b"", False  # cryptography parsed it: let it answer
-    return raw if dsa else _spki(cert.public_key())
+    if cert.public_key_algorithm_oid.dotted_string == _DSA_DOTTED:  # read without loading the key: no DSA API
+        return _tbs_spki(der)
+    return _spki(cert.public_key())
 
 
 @functools.lru_cache(maxsize=64)
@@ -279,7 +276,7 @@ def _key_info(block: PemBlock) -> KeyInfo:
 # --- DSA, from its DER -------------------------------------------------------------
 # Tags and the content bytes of DSA's algorithm identifier (1.2.840.10040.4.1, RFC 3279).
 _INTEGER, _BIT_STRING, _OCTET_STRING, _OID, _SEQUENCE = 0x02, 0x03, 0x04, 0x06, 0x30
-_DSA_OID = bytes.fromhex("2a8648ce380401")
+_DSA_OID, _DSA_DOTTED = bytes.fromhex("2a8648ce380401"), "1.2.840.10040.4.1"
 _SSH_DSS = b"ssh-dss"
 
 
@@ -325,8 +322,11 @@ def _integers(items: Sequence[tuple[int, bytes, bytes]]) -> list[int]:
 
 def _tbs_spki(der: bytes) -> bytes:
     """The SubjectPublicKeyInfo element of a certificate's DER (RFC 5280 TBSCertificate, its 6th or 7th field)."""
-    tbs = _sequence(_sequence(der)[0][1])
-    return tbs[6 if tbs and tbs[0][0] == 0xA0 else 5][1]
+    try:
+        tbs = _sequence(_sequence(der)[0][1])
+        return tbs[6 if tbs and tbs[0][0] == 0xA0 else 5][1]
+    except IndexError:  # fewer fields than a certificate has: cert-unparsable, as cryptography's ValueError is
+        raise ValueError("not a certificate") from None
 
 
 def _der(tag: int, contents: bytes) -> bytes:
